@@ -1,0 +1,196 @@
+"""The fitted feature pipeline: imputation, outlier clipping, scaling and encoding, as plain numbers.
+
+Fitted once on the training split (statistics computed with Ray Data, see ``stats.py``), saved as
+JSON (no pickle: a served model never unpickles its features) and applied by this same code in the
+data stage, in tuning, in the packaged MLflow model and in the Serve replicas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlops_ray.exceptions import DataError
+
+OTHER = "__other__"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class NumericFeature:
+    """One numeric input column: fill missing, clip, then scale ``(x - center) / scale``."""
+
+    name: str
+    fill: float | None  # None: a missing value is an error at transform time
+    clip_low: float | None = None
+    clip_high: float | None = None
+    transform: Literal["standard", "minmax", "robust", "none"] = "standard"
+    center: float = 0.0
+    scale: float = 1.0
+
+    def out_names(self) -> list[str]:
+        return [self.name]
+
+
+@dataclass
+class CategoricalFeature:
+    """One categorical input column: fill missing, map rare/unknown values, then one-hot or ordinal."""
+
+    name: str
+    fill: str | None
+    categories: list[str] = field(default_factory=list)  # kept categories, most frequent first
+    transform: Literal["onehot", "ordinal"] = "onehot"
+    has_other: bool = False  # categories beyond max_categories were seen and map to OTHER
+
+    def out_names(self) -> list[str]:
+        if self.transform == "ordinal":
+            return [self.name]
+        cats = [*self.categories, OTHER] if self.has_other else self.categories
+        return [f"{self.name}={c}" for c in cats]
+
+
+@dataclass
+class FeaturePipeline:
+    """Fitted transforms for every input column, plus what the model predicts."""
+
+    numeric: list[NumericFeature]
+    categorical: list[CategoricalFeature]
+    target: str
+    task: Literal["classification", "regression"]
+    classes: list[Any] | None = None  # class labels in the model's column order, for classification
+    input_order: list[str] = field(default_factory=list)  # the raw columns in their original order
+
+    def __post_init__(self) -> None:
+        if not self.input_order:
+            self.input_order = [f.name for f in self.numeric] + [f.name for f in self.categorical]
+
+    # ------------------------------------------------------------------ schema
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.input_order)
+
+    @property
+    def feature_names_out(self) -> list[str]:
+        names: list[str] = []
+        for f in self.numeric:
+            names += f.out_names()
+        for c in self.categorical:
+            names += c.out_names()
+        return names
+
+    def input_types(self) -> dict[str, str]:
+        """Column -> "double" or "string", the raw input schema (for MLflow signatures and validation)."""
+        types = {f.name: "double" for f in self.numeric}
+        types.update({c.name: "string" for c in self.categorical})
+        return {name: types[name] for name in self.input_order}
+
+    # ------------------------------------------------------------------ apply
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Raw input rows -> the model's float matrix; raises DataError naming a missing column."""
+        missing = [c for c in self.input_order if c not in df.columns]
+        if missing:
+            raise DataError(f"input is missing feature column(s) {missing}; expected {self.input_order}")
+        n = len(df)
+        blocks: list[np.ndarray] = []
+        for f in self.numeric:
+            blocks.append(self._numeric(df[f.name], f).reshape(n, 1))
+        for c in self.categorical:
+            blocks.append(self._categorical(df[c.name], c, n))
+        if not blocks:
+            return np.zeros((n, 0))
+        return np.hstack(blocks)
+
+    @staticmethod
+    def _numeric(col: pd.Series, f: NumericFeature) -> np.ndarray:
+        x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if f.fill is None:
+                raise DataError(f"column {f.name!r} has {int(bad.sum())} missing or non-finite value(s) "
+                                "and no fill value was fitted (missing strategy 'drop' or 'none')")
+            x = np.where(bad, f.fill, x)
+        if f.clip_low is not None or f.clip_high is not None:
+            x = np.clip(x, f.clip_low, f.clip_high)
+        if f.transform != "none":
+            x = (x - f.center) / f.scale
+        return x
+
+    @staticmethod
+    def _categorical(col: pd.Series, c: CategoricalFeature, n: int) -> np.ndarray:
+        values = col.astype("object").where(col.notna(), None)
+        if values.isna().any():
+            if c.fill is None:
+                raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")
+            values = values.fillna(c.fill)
+        values = values.astype(str)
+        index = {v: i for i, v in enumerate(c.categories)}
+        other_code = len(c.categories) if c.has_other else -1
+        codes = values.map(index).fillna(other_code).to_numpy(dtype=np.int64)
+        if c.transform == "ordinal":
+            return codes.astype(np.float64).reshape(n, 1)
+        width = len(c.categories) + (1 if c.has_other else 0)
+        out = np.zeros((n, width))
+        known = codes >= 0  # unknown values (no OTHER bucket) encode as all zeros
+        out[np.nonzero(known)[0], codes[known]] = 1.0
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeaturePipeline:
+        d = dict(d)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise DataError(f"feature pipeline format {version} is not supported (expected {FORMAT_VERSION})")
+        return cls(
+            numeric=[NumericFeature(**f) for f in d.pop("numeric")],
+            categorical=[CategoricalFeature(**c) for c in d.pop("categorical")],
+            **d,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeaturePipeline:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError as e:
+            raise DataError(f"feature pipeline file not found: {path}") from e
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise DataError(f"feature pipeline file {path} is corrupt: {e}") from e
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def scale_params(transform: str, stats: dict[str, float]) -> tuple[float, float]:
+    """(center, scale) for a numeric transform from the column's training statistics."""
+    if transform == "standard":
+        center, scale = stats["mean"], stats["std"]
+    elif transform == "minmax":
+        center, scale = stats["min"], stats["max"] - stats["min"]
+    elif transform == "robust":
+        center, scale = stats["median"], stats["q75"] - stats["q25"]
+    else:
+        return 0.0, 1.0
+    # A constant column would divide by zero; it carries no signal, so map it to 0.
+    return float(center), float(scale) if scale and np.isfinite(scale) and scale > 0 else 1.0

@@ -1,0 +1,166 @@
+"""Where things run and where results go: Ray connection, MLflow store, working directories.
+
+The only module that reads the environment. Precedence for every setting: explicit argument
+(CLI flag), then environment variable, then the config file, then the default.
+
+=========================  =========================  ====================================
+setting                    environment                default
+=========================  =========================  ====================================
+working directory          ``MLOPS_RAY_WORKDIR``      ``./work``
+Ray cluster                ``RAY_ADDRESS``            a local Ray started by ``ray.init()``
+MLflow tracking store      ``MLFLOW_TRACKING_URI``    ``sqlite:///<workdir>/mlflow.db``
+=========================  =========================  ====================================
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_ray.exceptions import RuntimeSetupError
+
+if TYPE_CHECKING:
+    from mlops_ray.config import PipelineConfig
+
+DEFAULT_WORKDIR = "work"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Resolved locations for one pipeline: outputs, MLflow store, Ray address."""
+
+    workdir: Path
+    tracking_uri: str
+    artifact_root: Path
+    ray_address: str | None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.workdir / "tune"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.workdir / "models"
+
+    @property
+    def serve_dir(self) -> Path:
+        return self.workdir / "serve"
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.workdir / "monitor"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.workdir / "cache"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.workdir, self.artifact_root, self.data_dir, self.tune_dir, self.models_dir,
+                  self.serve_dir, self.monitor_dir, self.cache_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_runtime(
+    config: PipelineConfig | None = None,
+    *,
+    workdir: str | Path | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+) -> Runtime:
+    """Resolve the runtime settings by the documented precedence; creates nothing."""
+    wd = workdir or os.environ.get("MLOPS_RAY_WORKDIR") or (config.workdir if config else None)
+    wd_path = Path(wd or DEFAULT_WORKDIR).expanduser().resolve()
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{wd_path / 'mlflow.db'}"
+    addr = address or os.environ.get("RAY_ADDRESS") or None
+    return Runtime(workdir=wd_path, tracking_uri=uri, artifact_root=wd_path / "mlartifacts", ray_address=addr)
+
+
+def connect_ray(runtime: Runtime | None = None, *, num_cpus: int | None = None, **kwargs: Any) -> None:
+    """Connect to the cluster at ``runtime.ray_address`` or start a local Ray; no-op if already connected.
+
+    With ``RAY_AUTH_MODE=token`` a cluster needs its token: Ray reads ``RAY_AUTH_TOKEN`` (or
+    ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``); a local ``ray.init()`` makes one itself.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = runtime.ray_address if runtime else None
+    init_kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True, **kwargs}
+    if address:
+        init_kwargs["address"] = address
+    else:
+        init_kwargs.setdefault("include_dashboard", False)
+        if num_cpus is not None:
+            init_kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(**init_kwargs)
+    except ConnectionError as e:
+        hint = ""
+        if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
+            hint = " Token auth is on: export RAY_AUTH_TOKEN=$(ray get-auth-token) first."
+        raise RuntimeSetupError(
+            f"could not connect to Ray at {address!r}: {e}. Start one with `ray start --head` "
+            f"or unset RAY_ADDRESS to run locally.{hint}"
+        ) from e
+
+
+def configure_mlflow(runtime: Runtime) -> None:
+    """Point MLflow at the runtime's tracking store (creating the local folders it needs)."""
+    import mlflow
+
+    if runtime.tracking_uri.startswith("sqlite:///"):
+        runtime.workdir.mkdir(parents=True, exist_ok=True)
+    runtime.artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(runtime.tracking_uri)
+    mlflow.set_registry_uri(runtime.tracking_uri)
+
+
+def ensure_experiment(runtime: Runtime, name: str) -> str:
+    """Create (or find) an MLflow experiment whose artifacts live under the working directory."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow(runtime)
+    try:
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if not runtime.tracking_uri.startswith(("http://", "https://", "databricks")):
+            location = (runtime.artifact_root / name).as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as e:
+        raise RuntimeSetupError(
+            f"MLflow tracking store {runtime.tracking_uri!r} is not usable: {e}. "
+            "Check MLFLOW_TRACKING_URI or start the server."
+        ) from e
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read one environment variable (kept here so that no other module reads the environment)."""
+    return os.environ.get(name, default)
+
+
+def ray_job_id() -> str | None:
+    """The Ray job submission id when running under ``ray job submit``, else None."""
+    return os.environ.get("RAY_JOB_SUBMISSION_ID") or os.environ.get("RAY_JOB_ID") or None
+
+
+def code_version(start: str | Path = ".") -> str | None:
+    """The git commit of the code that runs (with ``-dirty`` when the tree has changes), if any."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=start,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("MLOPS_RAY_CODE_VERSION") or None
+    return f"{sha}-dirty" if dirty else sha

@@ -1,0 +1,47 @@
+"""A fitted model as the later stages see it: the fitted features and the fitted estimator, together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlops_ray.data.features import FeaturePipeline
+
+
+@dataclass
+class FittedModel:
+    """Features + estimator as one object; what tuning hands to the registry and Serve loads back.
+
+    The estimator sees class indices 0..K-1; ``predict`` maps them back to the original labels.
+    """
+
+    features: FeaturePipeline
+    estimator: Any  # fitted; predict(X) and, for classifiers, predict_proba(X)
+    kind: Literal["sklearn", "torch_mlp"] = "sklearn"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.features.task
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.features.classes
+
+    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities or None) for an already transformed matrix."""
+        if self.task == "classification":
+            proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+            idx = proba.argmax(axis=1)
+            labels = np.asarray(self.classes if self.classes is not None else np.arange(proba.shape[1]))
+            return labels[idx], proba
+        return np.asarray(self.estimator.predict(X), dtype=np.float64).reshape(-1), None
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(self.features.transform(df))[0]
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray | None:
+        return self.predict_matrix(self.features.transform(df))[1]

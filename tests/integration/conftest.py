@@ -1,0 +1,40 @@
+"""Integration tests: one real local Ray per test session, a real MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_ray.runtime import Runtime, configure_mlflow, resolve_runtime
+
+RAY_TEST_CPUS = int(os.environ.get("MLOPS_RAY_TEST_CPUS", "4"))
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """Start one local Ray for the whole session; yields its GCS address for subprocess drivers."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=1_500_000_000)
+    yield ray.get_runtime_context().gcs_address
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # pragma: no cover - serve never started
+        pass
+    ray.shutdown()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Runtime:
+    """A fresh working directory with its own SQLite MLflow store."""
+    rt = resolve_runtime(None, workdir=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    rt.ensure_dirs()
+    configure_mlflow(rt)
+    return rt
