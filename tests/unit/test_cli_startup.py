@@ -1,0 +1,31 @@
+"""The CLI answers without importing the heavy libraries (Typer's habit: keep start-up light)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("ray", "mlflow", "torch", "sklearn", "pandas", "pyarrow")
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, json; from mlops_ray.cli import build_parser; build_parser(); "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_unknown_command_exits_nonzero() -> None:
+    r = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "no-such-command"], capture_output=True, text=True)
+    assert r.returncode != 0 and "invalid choice" in r.stderr
+
+
+def test_bad_config_is_a_clear_error_without_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "c.yaml"
+    p.write_text("name: t\ndata: {source: {bundled: iris}, bogus: 1}\n")
+    r = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "run", str(p)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "data.bogus" in r.stderr and "Traceback" not in r.stderr
