@@ -1,0 +1,13 @@
+"""Deploy a registered model version with Ray Serve as a Ray job.
+
+    ray job submit --working-dir . -- python jobs/deploy.py --config examples/breast_cancer.yaml
+
+Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
+"""
+
+import sys
+
+from mlops_ray.cluster.entrypoints import main
+
+if __name__ == "__main__":
+    sys.exit(main("deploy", sys.argv[1:]))

@@ -1,0 +1,13 @@
+"""Drift and live-accuracy report plus the retrain decision, as a Ray job.
+
+    ray job submit --working-dir . -- python jobs/monitor.py --config examples/breast_cancer.yaml
+
+Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
+"""
+
+import sys
+
+from mlops_ray.cluster.entrypoints import main
+
+if __name__ == "__main__":
+    sys.exit(main("monitor", sys.argv[1:]))

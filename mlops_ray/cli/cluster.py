@@ -1,0 +1,119 @@
+"""`mlops-ray submit CONFIG --address URL` and `mlops-ray job status|logs|stop|list`: the Ray Jobs API."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlops_ray.cli._common import print_json
+
+
+def _add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="Ray dashboard address, e.g. http://HEAD:8265 "
+                   "(default: $RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS)")
+    p.add_argument("--token-file", help="file holding the cluster's auth token (default: $RAY_AUTH_TOKEN, "
+                   "$RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("submit", help="submit a pipeline job (train, deploy, ...) to a Ray cluster (Jobs API)",
+                       description="Submit jobs/<JOB>.py --config CONFIG with the working directory uploaded. "
+                       "Arguments after `--` go to the job, e.g. -- --steps data,tune.")
+    s.add_argument("config", help="pipeline spec (YAML) inside the working directory")
+    _add_address(s)
+    s.add_argument("--job", default="train", help="train (default), deploy, retrain, monitor or batch_predict")
+    s.add_argument("--working-dir", default=".", help="folder uploaded as the job's working_dir (default: .)")
+    s.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit 1 if it fails")
+    s.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="env var for the job")
+    s.add_argument("--tracking-uri", help="MLFLOW_TRACKING_URI for the job (a server the cluster can reach)")
+    s.add_argument("--workdir", help="MLOPS_RAY_WORKDIR for the job (shared storage on a multi-node cluster)")
+    s.add_argument("--pip", action="append", default=[], metavar="PACKAGE", help="extra pip package for the job")
+    s.add_argument("--submission-id", help="job id (default: mlops-ray-<job>-<pipeline>-<time>-<random>)")
+    s.add_argument("--entrypoint-num-cpus", type=float, help="CPUs reserved for the job's driver")
+    s.add_argument("--entrypoint-num-gpus", type=float, help="GPUs reserved for the job's driver")
+    s.add_argument("--dry-run", action="store_true", help="print the submission (and `ray job submit` line) only")
+    s.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments after `--` are passed to the job")
+    s.set_defaults(func=_submit)
+
+    j = sub.add_parser("job", help="status, logs, stop or list Ray jobs on a cluster")
+    jsub = j.add_subparsers(dest="job_command", metavar="ACTION", required=True)
+    for name, helptext in (("status", "a job's status"), ("logs", "a job's logs (--follow to stream)"),
+                           ("stop", "stop a running job")):
+        a = jsub.add_parser(name, help=helptext)
+        a.add_argument("job_id", help="submission id, as printed by `mlops-ray submit`")
+        _add_address(a)
+        if name == "logs":
+            a.add_argument("--follow", action="store_true", help="stream until the job ends")
+        a.set_defaults(func=_job)
+    lst = jsub.add_parser("list", help="all jobs on the cluster")
+    _add_address(lst)
+    lst.set_defaults(func=_job, job_id=None)
+
+
+def _address(args: argparse.Namespace) -> str:
+    from mlops_ray.exceptions import ClusterError
+    from mlops_ray.runtime import env
+
+    address = args.address or env("RAY_API_SERVER_ADDRESS") or env("RAY_ADDRESS")
+    if not address or address == "auto":
+        raise ClusterError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard) "
+                           "or export RAY_API_SERVER_ADDRESS")
+    return address
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mlops_ray.cluster.jobs import JobClient
+    from mlops_ray.cluster.spec import build_submission, parse_env_pairs
+    from mlops_ray.config import load_config
+    from mlops_ray.runtime import code_version
+
+    cfg = load_config(args.config)  # validate here: a typo should fail now, not after the upload
+    env_vars = parse_env_pairs(args.env)
+    if args.tracking_uri:
+        env_vars["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    if args.workdir:
+        env_vars["MLOPS_RAY_WORKDIR"] = args.workdir
+    job_args = list(args.job_args)
+    if job_args and job_args[0] == "--":
+        job_args = job_args[1:]
+    spec = build_submission(
+        args.job.replace("-", "_"), args.config, args.working_dir, name=cfg.name, job_args=job_args,
+        env_vars=env_vars or None, pip=args.pip or None, submission_id=args.submission_id,
+        entrypoint_num_cpus=args.entrypoint_num_cpus, entrypoint_num_gpus=args.entrypoint_num_gpus,
+        code_version=code_version(args.working_dir),
+    )
+    if args.dry_run:
+        print_json({**spec.submit_kwargs(), "ray_job_submit": spec.ray_job_submit_command(
+            args.address or "$RAY_ADDRESS")})
+        return 0
+    address = _address(args)
+    client = JobClient(address, token_file=args.token_file)
+    job_id = client.submit(spec)
+    print(f"submitted {spec.job} job {job_id} to {client.address}")
+    print(f"  status: mlops-ray job status {job_id} --address {client.address}")
+    print(f"  logs:   mlops-ray job logs {job_id} --address {client.address} --follow")
+    if not args.follow:
+        return 0
+    state = client.follow(job_id)
+    print(f"job {job_id} {state.status}" + (f": {state.message}" if state.message else ""))
+    return 0 if state.status == "SUCCEEDED" else 1
+
+
+def _job(args: argparse.Namespace) -> int:
+    from mlops_ray.cluster.jobs import JobClient
+
+    client = JobClient(_address(args), token_file=args.token_file)
+    if args.job_command == "list":
+        print_json([s.to_dict() for s in client.list()])
+        return 0
+    if args.job_command == "status":
+        print_json(client.status(args.job_id).to_dict())
+        return 0
+    if args.job_command == "stop":
+        stopped = client.stop(args.job_id)
+        print(f"job {args.job_id}: " + ("stop requested" if stopped else "was not running"))
+        return 0
+    if args.follow:
+        state = client.follow(args.job_id)
+        return 0 if state.status == "SUCCEEDED" else 1
+    print(client.logs(args.job_id), end="")
+    return 0

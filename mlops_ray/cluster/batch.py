@@ -1,0 +1,193 @@
+"""Offline batch inference: score a Parquet folder with Ray Data and a pool of model-holding actors.
+
+The model URI is pinned to one concrete version on the driver first (an alias such as
+``@champion`` could move while the job runs, and every actor must score with the same model), the
+input schema is checked before any actor starts, and the output row count is checked against the
+input's at the end: every input row is scored exactly once, or the call fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mlops_ray.cluster.scoring import BatchScorer, check_input_columns, output_columns, parse_model_uri
+from mlops_ray.exceptions import ClusterError, DataError
+
+if TYPE_CHECKING:
+    from mlops_ray.runtime import Runtime
+    from mlops_ray.tune.fitted import FittedModel
+
+
+@dataclass(frozen=True)
+class BatchPredictResult:
+    """What a batch scoring run did; also written as ``_batch_predict.json`` beside the output."""
+
+    output_path: str
+    rows_in: int
+    rows_out: int
+    model_name: str | None
+    model_version: str | None
+    model_uri: str | None
+    scored_at: str
+    batch_run_id: str
+    concurrency: int
+    duration_s: float
+    columns: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pin_model_uri(model_uri: str, runtime: Runtime | None) -> tuple[str, str | None, str | None]:
+    """(pinned uri, name, version): ``models:/NAME@ALIAS`` or ``models:/NAME`` -> ``models:/NAME/VERSION``."""
+    ref = parse_model_uri(model_uri)
+    if not ref.registered:
+        return ref.uri, None, None
+    if ref.version is not None:
+        return ref.uri, ref.name, ref.version
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if runtime is not None:
+        from mlops_ray.runtime import configure_mlflow
+
+        configure_mlflow(runtime)
+    client = MlflowClient()
+    try:
+        if ref.alias is not None:
+            version = client.get_model_version_by_alias(ref.name, ref.alias).version
+        else:
+            versions = client.search_model_versions(f"name='{ref.name}'")
+            if not versions:
+                raise ClusterError(f"registered model {ref.name!r} has no versions; register one first")
+            version = str(max(int(v.version) for v in versions))
+    except MlflowException as e:
+        raise ClusterError(
+            f"cannot resolve {model_uri!r} in the MLflow registry at {client._registry_uri}: {e}. "
+            "Check the model name and alias (`mlops-ray` registers NAME@champion on promotion) and "
+            "MLFLOW_TRACKING_URI."
+        ) from e
+    return f"models:/{ref.name}/{version}", ref.name, str(version)
+
+
+def _default_concurrency(num_cpus: float, num_gpus: float) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    if num_gpus > 0:
+        return max(1, int(res.get("GPU", 0) // num_gpus))
+    # One CPU is left for Ray Data's read and write tasks when the cluster has more than two.
+    cpus = res.get("CPU", 1)
+    return max(1, int((cpus - (1 if cpus > 2 else 0)) // max(num_cpus, 1e-9)))
+
+
+def _count_parquet_rows(path: str) -> int:
+    import pyarrow.dataset as pads
+
+    return pads.dataset(path, format="parquet").count_rows()
+
+
+def batch_predict(
+    input_path: str,
+    output_path: str,
+    *,
+    model_uri: str | None = None,
+    model: FittedModel | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    runtime: Runtime | None = None,
+    id_column: str | None = None,
+    passthrough: list[str] | None = None,
+    concurrency: int | None = None,
+    batch_size: int = 8192,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    overwrite: bool = False,
+) -> BatchPredictResult:
+    """Score every row of the Parquet data at ``input_path`` and write Parquet to ``output_path``.
+
+    ``model_uri`` (``models:/NAME@champion``, ``models:/NAME/3``, a model folder) is loaded once per actor
+    via ``mlops_ray.registry.load_fitted_model``; ``model`` (a FittedModel) is shipped to the actors
+    as it is instead (for tests and notebooks). Output columns: ``id_column`` and ``passthrough``,
+    ``prediction``, ``proba_<class>`` (classification), and the lineage columns ``model_name``,
+    ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be connected.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        raise ClusterError("batch_predict needs a connected Ray; call mlops_ray.runtime.connect_ray(runtime) first")
+    if (model is None) == (model_uri is None):
+        raise ClusterError("pass exactly one of model_uri (a registered model) or model (a FittedModel)")
+    if batch_size < 1:
+        raise ClusterError(f"batch_size must be >= 1, got {batch_size}")
+    if num_gpus < 0 or num_cpus <= 0:
+        raise ClusterError(f"num_cpus must be > 0 and num_gpus >= 0, got {num_cpus} and {num_gpus}")
+    keep = [*([id_column] if id_column else []), *[c for c in (passthrough or []) if c != id_column]]
+
+    out = Path(output_path)
+    if "://" not in output_path and out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ClusterError(f"output folder {output_path!r} is not empty; choose a new one or pass overwrite=True")
+        shutil.rmtree(out)
+
+    pinned = model_uri
+    if model_uri is not None:
+        pinned, model_name, model_version = pin_model_uri(model_uri, runtime)
+        from mlops_ray.registry import load_fitted_model
+
+        model = load_fitted_model(pinned)  # on the driver too: check the schema before starting actors
+    assert model is not None
+
+    try:
+        ds = ray.data.read_parquet(input_path)
+        columns = list(ds.schema().names)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise DataError(f"cannot read Parquet input {input_path!r}: {e}") from e
+    check_input_columns(columns, model, keep)
+    rows_in = _count_parquet_rows(input_path) if "://" not in input_path else ds.count()
+
+    scored_at = pd.Timestamp.now(tz="UTC")
+    run_id = uuid.uuid4().hex[:12]
+    lineage = {"model_name": model_name, "model_version": model_version, "model_uri": pinned,
+               "scored_at": scored_at, "batch_run_id": run_id}
+    n = concurrency or _default_concurrency(num_cpus, num_gpus)
+    ctor: dict[str, Any] = {"lineage": lineage, "passthrough": keep}
+    if model_uri is not None:
+        ctor["model_uri"] = pinned
+    else:
+        ctor["model"] = model
+    t0 = time.perf_counter()
+    scored = ds.map_batches(
+        BatchScorer,
+        fn_constructor_kwargs=ctor,
+        batch_size=batch_size,
+        batch_format="pandas",
+        concurrency=n,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus or None,
+    )
+    scored.write_parquet(output_path)
+    duration = time.perf_counter() - t0
+
+    rows_out = _count_parquet_rows(output_path) if "://" not in output_path else ray.data.read_parquet(
+        output_path).count()
+    if rows_out != rows_in:
+        raise ClusterError(f"scored {rows_out} rows but the input has {rows_in}; output at {output_path!r} is "
+                           "incomplete, rerun with overwrite=True")
+    result = BatchPredictResult(
+        output_path=str(output_path), rows_in=rows_in, rows_out=rows_out, model_name=model_name,
+        model_version=model_version, model_uri=pinned, scored_at=scored_at.isoformat(), batch_run_id=run_id,
+        concurrency=n, duration_s=round(duration, 3), columns=output_columns(model, keep),
+    )
+    if "://" not in output_path:
+        import json
+
+        (Path(output_path) / "_batch_predict.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result

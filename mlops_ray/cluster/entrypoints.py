@@ -1,0 +1,214 @@
+"""The job entrypoints behind ``jobs/*.py``: parse ``--config``, resolve the runtime, call the library.
+
+Each runs the same way locally (``python jobs/train.py --config ...``) and on a cluster
+(``ray job submit --working-dir . -- python jobs/train.py --config ...``): under the Jobs API the
+driver joins the cluster it was submitted to (``address="auto"``). A JSON summary is printed as the
+last log line and written to ``<workdir>/jobs/<submission id>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_ray.exceptions import MlopsRayError
+
+if TYPE_CHECKING:
+    from mlops_ray.config import PipelineConfig
+    from mlops_ray.runtime import Runtime
+
+SUMMARY_MARKER = "MLOPS_RAY_JOB_RESULT "
+
+
+def _parser(job: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"jobs/{job}.py", description=description)
+    p.add_argument("--config", required=True, help="pipeline spec (YAML), relative to the working directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set tune.num_samples=4")
+    p.add_argument("--workdir", help="outputs root (default: $MLOPS_RAY_WORKDIR, the config's workdir, ./work)")
+    p.add_argument("--address", help="Ray address (default: the cluster this job was submitted to, else local)")
+    return p
+
+
+def load_job(args: argparse.Namespace) -> tuple[PipelineConfig, Runtime]:
+    """Config + runtime; under ``ray job submit`` the address defaults to the submitting cluster."""
+    from mlops_ray.cli._common import parse_overrides
+    from mlops_ray.config import load_config
+    from mlops_ray.runtime import env, ray_job_id, resolve_runtime
+
+    cfg = load_config(args.config, parse_overrides(args.overrides))
+    address = args.address
+    if address is None and ray_job_id() is not None and not env("RAY_ADDRESS"):
+        address = "auto"
+    rt = resolve_runtime(cfg, workdir=args.workdir, address=address)
+    return cfg, rt
+
+
+def to_jsonable(obj: Any, depth: int = 0) -> Any:
+    """A JSON-friendly view of a result object (dataclasses, numpy, paths); big arrays are summarised."""
+    if depth > 6:
+        return repr(obj)
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict") and callable(obj.to_dict) and not hasattr(obj, "columns"):
+        try:
+            return to_jsonable(obj.to_dict(), depth + 1)
+        except TypeError:
+            pass
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name), depth + 1) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_")}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [to_jsonable(v, depth + 1) for v in obj]
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # numpy / pandas: shape only
+        if getattr(obj, "ndim", 1) == 0 or getattr(obj, "shape", ()) == ():
+            return obj.item() if hasattr(obj, "item") else repr(obj)
+        return f"<{type(obj).__name__} shape={tuple(obj.shape)}>"
+    return repr(obj)
+
+
+def pipeline_summary(result: Any) -> dict[str, Any]:
+    """The parts of a PipelineResult worth printing: steps, timings, winner, registration, deployment."""
+    out: dict[str, Any] = {"config_hash": getattr(result, "config_hash", None),
+                           "steps": getattr(result, "steps", None),
+                           "seconds": to_jsonable(getattr(result, "seconds", {}))}
+    search = getattr(result, "search", None)
+    if search is not None:
+        out["search"] = {k: to_jsonable(getattr(search, k, None)) for k in (
+            "metric", "mode", "best_config", "cv_mean", "cv_std", "holdout_metrics", "parent_run_id", "trials")}
+    for key in ("registration", "deployment"):
+        value = getattr(result, key, None)
+        if value is not None:
+            out[key] = to_jsonable(value)
+    if getattr(result, "cached", None):
+        out["cached"] = sorted(result.cached)
+    return out
+
+
+def _emit(runtime: Runtime, job: str, summary: dict[str, Any]) -> None:
+    from mlops_ray.runtime import ray_job_id
+
+    summary = {"job": job, "ray_job_id": ray_job_id(), **summary}
+    text = json.dumps(summary, default=str)
+    out_dir = runtime.workdir / "jobs"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{ray_job_id() or job + '-local'}.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(SUMMARY_MARKER + text, flush=True)
+
+
+# ----------------------------------------------------------------------------------------- jobs
+
+
+def train(argv: Sequence[str] | None = None) -> int:
+    p = _parser("train", "Run the pipeline (data -> tune -> register [-> deploy]) on the cluster.")
+    p.add_argument("--steps", help="comma-separated subset of data,tune,register,deploy (default: the config's)")
+    p.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
+    p.add_argument("--canary", type=float, metavar="PCT", help="first canary traffic share when deploying")
+    args = p.parse_args(argv)
+    cfg, rt = load_job(args)
+    from mlops_ray.pipeline import run_pipeline
+    from mlops_ray.runtime import connect_ray
+
+    connect_ray(rt)
+    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
+    result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary)
+    _emit(rt, "train", pipeline_summary(result))
+    return 0
+
+
+def deploy(argv: Sequence[str] | None = None) -> int:
+    p = _parser("deploy", "Deploy a registered model version with Ray Serve (as a canary when one serves).")
+    p.add_argument("--version", help="model version (default: the @champion alias)")
+    p.add_argument("--canary", type=float, metavar="PCT", help="first canary traffic share")
+    args = p.parse_args(argv)
+    cfg, rt = load_job(args)
+    from mlops_ray import serve
+    from mlops_ray.runtime import configure_mlflow, connect_ray
+
+    connect_ray(rt)
+    configure_mlflow(rt)
+    result = serve.deploy(cfg, rt, version=args.version, canary_pct=args.canary)
+    _emit(rt, "deploy", {"deployment": to_jsonable(result)})
+    return 0
+
+
+def retrain(argv: Sequence[str] | None = None) -> int:
+    p = _parser("retrain", "Retrain when the monitor says so (or always with --force), then gate and roll out.")
+    p.add_argument("--force", action="store_true", help="retrain even if the trigger did not fire")
+    args = p.parse_args(argv)
+    cfg, rt = load_job(args)
+    from mlops_ray import monitor
+    from mlops_ray.runtime import configure_mlflow, connect_ray
+
+    connect_ray(rt)
+    configure_mlflow(rt)
+    result = monitor.retrain(cfg, rt, force=args.force)
+    _emit(rt, "retrain", {"retrain": to_jsonable(result)})
+    return 0
+
+
+def monitor_job(argv: Sequence[str] | None = None) -> int:
+    p = _parser("monitor", "Join predictions with feedback, test drift, write the report, decide on retraining.")
+    args = p.parse_args(argv)
+    cfg, rt = load_job(args)
+    from mlops_ray import monitor
+    from mlops_ray.runtime import configure_mlflow, connect_ray
+
+    connect_ray(rt)
+    configure_mlflow(rt)
+    result = monitor.run_monitor(cfg, rt)
+    _emit(rt, "monitor", {"monitor": to_jsonable(result)})
+    return 0
+
+
+def batch_predict(argv: Sequence[str] | None = None) -> int:
+    p = _parser("batch_predict", "Score a Parquet folder with the registered model (Ray Data, actor pool).")
+    p.add_argument("--input", required=True,
+                   help="Parquet file or folder to score (relative to the working directory, or s3://, gs://)")
+    p.add_argument("--output", required=True, help="output folder for the scored Parquet files")
+    p.add_argument("--model-uri", help="default: models:/<model name>@champion")
+    p.add_argument("--id-column", help="input column copied to the output to join predictions back")
+    p.add_argument("--passthrough", action="append", default=[], metavar="COLUMN",
+                   help="another input column to copy to the output (repeatable)")
+    p.add_argument("--concurrency", type=int, help="number of scoring actors (default: from cluster CPUs/GPUs)")
+    p.add_argument("--batch-size", type=int, default=8192)
+    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per scoring actor")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per scoring actor (fractions allowed)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    args = p.parse_args(argv)
+    cfg, rt = load_job(args)
+    from mlops_ray.cluster.batch import batch_predict as run
+    from mlops_ray.runtime import configure_mlflow, connect_ray
+
+    connect_ray(rt)
+    configure_mlflow(rt)
+    result = run(
+        args.input, args.output, model_uri=args.model_uri or f"models:/{cfg.model_name}@champion", runtime=rt,
+        id_column=args.id_column, passthrough=args.passthrough, concurrency=args.concurrency,
+        batch_size=args.batch_size, num_cpus=args.num_cpus, num_gpus=args.num_gpus, overwrite=args.overwrite,
+    )
+    _emit(rt, "batch_predict", {"batch_predict": result.to_dict()})
+    return 0
+
+
+JOB_MAINS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "train": train, "deploy": deploy, "retrain": retrain, "monitor": monitor_job, "batch_predict": batch_predict,
+}
+
+
+def main(job: str, argv: Sequence[str] | None = None) -> int:
+    """Run one job; a package error prints its message and exits 1 (the job shows FAILED with it)."""
+    try:
+        return JOB_MAINS[job](argv)
+    except MlopsRayError as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return 1

@@ -1,0 +1,158 @@
+"""Scoring one batch of rows with a fitted model (plain pandas; what each Ray Data actor runs).
+
+``BatchScorer`` is a callable class so that Ray Data runs it in a pool of actors: the model is
+loaded once per actor in ``__init__`` and reused for every batch that actor receives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_ray.exceptions import ClusterError, DataError
+
+if TYPE_CHECKING:
+    from mlops_ray.tune.fitted import FittedModel
+
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba_"
+LINEAGE_COLUMNS = ("model_name", "model_version", "model_uri", "scored_at", "batch_run_id")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model URI: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/NAME`` or a path."""
+
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.name is not None
+
+
+def parse_model_uri(uri: str) -> ModelRef:
+    """Split a model URI into name / version / alias; other URIs (runs:/, paths) pass through unparsed."""
+    if not uri or not uri.strip():
+        raise ClusterError("model URI is empty; use models:/NAME@champion, models:/NAME/3 or a model folder")
+    uri = uri.strip()
+    if not uri.startswith("models:/"):
+        return ModelRef(uri=uri)
+    rest = uri[len("models:/"):].strip("/")
+    m = re.fullmatch(r"([^/@]+)(?:@([^/@]+)|/(\d+))?", rest)
+    if not m:
+        raise ClusterError(f"model URI {uri!r} is not models:/NAME, models:/NAME/VERSION or models:/NAME@ALIAS")
+    name, alias, version = m.groups()
+    return ModelRef(uri=uri, name=name, version=version, alias=alias)
+
+
+def proba_column_names(classes: Sequence[Any]) -> list[str]:
+    """``proba_<class>`` per class, made safe for Parquet/SQL and unique."""
+    names: list[str] = []
+    for c in classes:
+        base = PROBA_PREFIX + (re.sub(r"\W+", "_", str(c)).strip("_") or "class")
+        name, i = base, 1
+        while name in names:
+            i += 1
+            name = f"{base}_{i}"
+        names.append(name)
+    return names
+
+
+def output_columns(model: FittedModel, passthrough: Sequence[str]) -> list[str]:
+    """The output schema, in order: passthrough columns, prediction, proba_*, lineage."""
+    proba = proba_column_names(model.classes or []) if model.task == "classification" else []
+    return [*passthrough, PREDICTION, *proba, *LINEAGE_COLUMNS]
+
+
+def check_input_columns(columns: Sequence[str], model: FittedModel, passthrough: Sequence[str]) -> None:
+    """Fail before scoring when the input lacks a model input column or a passthrough column."""
+    have = set(columns)
+    missing = [c for c in model.features.input_columns if c not in have]
+    if missing:
+        raise DataError(
+            f"input is missing {len(missing)} column(s) the model needs: {missing}; the model expects "
+            f"{model.features.input_columns}"
+        )
+    missing_pt = [c for c in passthrough if c not in have]
+    if missing_pt:
+        raise DataError(f"passthrough/id column(s) {missing_pt} not in the input; it has {sorted(have)}")
+    clash = [c for c in passthrough if c == PREDICTION or c.startswith(PROBA_PREFIX) or c in LINEAGE_COLUMNS]
+    if clash:
+        raise DataError(f"passthrough column(s) {clash} clash with output columns; rename them first")
+
+
+def _limit_threads(estimator: Any, threads: int | None) -> None:
+    # Parallelism comes from the actor pool; an estimator fitted with n_jobs=-1 would oversubscribe.
+    if threads is not None and hasattr(estimator, "n_jobs"):
+        try:
+            estimator.n_jobs = threads
+        except (AttributeError, TypeError):  # a read-only property: leave it
+            pass
+
+
+class BatchScorer:
+    """Callable class for ``Dataset.map_batches``: load the model once, score each pandas batch."""
+
+    def __init__(
+        self,
+        model_uri: str | None = None,
+        *,
+        model: FittedModel | None = None,
+        lineage: dict[str, Any] | None = None,
+        passthrough: Sequence[str] = (),
+        estimator_threads: int | None = 1,
+    ) -> None:
+        if model is None:
+            if not model_uri:
+                raise ClusterError("BatchScorer needs a model_uri (or a FittedModel for tests)")
+            from mlops_ray.registry import load_fitted_model
+
+            model = load_fitted_model(model_uri)
+        self.model = model
+        self.passthrough = list(passthrough)
+        lineage = dict(lineage or {})
+        self.lineage = {k: lineage.get(k) for k in LINEAGE_COLUMNS}
+        if self.lineage["model_uri"] is None:
+            self.lineage["model_uri"] = model_uri
+        if self.lineage["scored_at"] is None:
+            self.lineage["scored_at"] = pd.Timestamp.now(tz="UTC")
+        self.lineage["scored_at"] = pd.Timestamp(self.lineage["scored_at"])
+        _limit_threads(self.model.estimator, estimator_threads)
+        self._move_to_device()
+        self._proba_names = (
+            proba_column_names(self.model.classes or []) if self.model.task == "classification" else []
+        )
+
+    def _move_to_device(self) -> None:
+        # A torch estimator runs on the GPU Ray assigned to this actor, if any (see devices.py).
+        to = getattr(self.model.estimator, "to_device", None)
+        if callable(to):
+            from mlops_ray.cluster.devices import torch_device
+
+            to(torch_device())
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        check_input_columns(list(batch.columns), self.model, self.passthrough)
+        n = len(batch)
+        out = pd.DataFrame(index=pd.RangeIndex(n))
+        for col in self.passthrough:
+            out[col] = batch[col].to_numpy()
+        if n == 0:
+            return pd.DataFrame(columns=output_columns(self.model, self.passthrough))
+        X = self.model.features.transform(batch[self.model.features.input_columns])
+        labels, proba = self.model.predict_matrix(X)
+        out[PREDICTION] = np.asarray(labels)
+        if proba is not None:
+            for j, name in enumerate(self._proba_names):
+                out[name] = proba[:, j]
+        for key, value in self.lineage.items():
+            out[key] = value if value is None or key == "scored_at" else str(value)
+        return out
