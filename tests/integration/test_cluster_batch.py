@@ -1,0 +1,76 @@
+"""batch_predict on the session's local Ray: every row scored exactly once, by the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_ray.cluster.batch import batch_predict
+from mlops_ray.exceptions import ClusterError, DataError
+from tests.cluster_helpers import fit_model, make_frame, write_parquet_parts
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory: pytest.TempPathFactory):
+    train = make_frame(400, seed=1)
+    model = fit_model(train)
+    df = make_frame(3000, seed=2, start_id=10_000)
+    folder = write_parquet_parts(df, tmp_path_factory.mktemp("in") / "to_score", parts=4)
+    return model, df, folder
+
+
+def test_every_row_scored_exactly_once_with_lineage(ray_session: str, model_and_data, tmp_path: Path) -> None:
+    model, df, folder = model_and_data
+    out = tmp_path / "scored"
+    res = batch_predict(str(folder), str(out), model=model, model_name="demo", model_version="7",
+                        id_column="row_id", passthrough=["color"], concurrency=2, batch_size=256)
+    assert res.rows_in == res.rows_out == len(df)
+    assert res.concurrency == 2
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(df)
+    assert scored["row_id"].is_unique
+    assert set(scored["row_id"]) == set(df["row_id"])
+    # Same predictions as the model applied in-process, row by row (joined on the id).
+    merged = df.merge(scored, on="row_id", suffixes=("", "_out"))
+    expected_labels = model.predict(merged)
+    expected_proba = model.predict_proba(merged)
+    assert (merged["prediction"].to_numpy() == expected_labels).all()
+    np.testing.assert_allclose(merged[["proba_no", "proba_yes"]].to_numpy(), expected_proba, rtol=1e-9)
+    np.testing.assert_allclose(scored[["proba_no", "proba_yes"]].sum(axis=1), 1.0)
+    assert (merged["color_out"] == merged["color"]).all()
+    # Lineage: one model, one run, one timestamp for every row.
+    assert set(scored["model_name"]) == {"demo"} and set(scored["model_version"]) == {"7"}
+    assert scored["batch_run_id"].nunique() == 1 and scored["scored_at"].nunique() == 1
+    assert str(scored["scored_at"].dt.tz) == "UTC"
+    assert (out / "_batch_predict.json").is_file()
+
+
+def test_missing_model_column_fails_before_scoring(ray_session: str, model_and_data, tmp_path: Path) -> None:
+    model, df, _ = model_and_data
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    df.drop(columns=["label", "x1"]).to_parquet(bad / "p.parquet")
+    with pytest.raises(DataError, match="x1"):
+        batch_predict(str(bad), str(tmp_path / "out"), model=model, concurrency=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_output_is_not_overwritten_by_default(ray_session: str, model_and_data, tmp_path: Path) -> None:
+    model, _, folder = model_and_data
+    out = tmp_path / "scored"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(ClusterError, match="not empty"):
+        batch_predict(str(folder), str(out), model=model, concurrency=1)
+    assert (out / "keep.txt").read_text() == "precious"
+    res = batch_predict(str(folder), str(out), model=model, concurrency=1, overwrite=True, batch_size=1000)
+    assert res.rows_out == res.rows_in and not (out / "keep.txt").exists()
+
+
+def test_unknown_id_column_is_an_error(ray_session: str, model_and_data, tmp_path: Path) -> None:
+    model, _, folder = model_and_data
+    with pytest.raises(DataError, match="request_id"):
+        batch_predict(str(folder), str(tmp_path / "o"), model=model, id_column="request_id", concurrency=1)
