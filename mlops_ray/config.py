@@ -70,6 +70,8 @@ class SchemaSpec(_Spec):
     columns: list[ColumnSpec] = Field(default_factory=list)
     # Columns present in the input but not declared: error, drop (recorded), or keep as passthrough.
     unknown_columns: Literal["error", "drop"] = "drop"
+    # What a float NaN in the input means: a missing value (pandas' convention) or a rejected row.
+    nan: Literal["missing", "reject"] = "missing"
 
 
 MissingStrategy = Literal["median", "mean", "most_frequent", "constant", "drop", "none"]
@@ -231,12 +233,14 @@ class GateSpec(_Spec):
     margin: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by at least this
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     n_bootstrap: int = Field(1000, ge=100)
+    seed: int | None = None  # bootstrap resampling seed; default: the pipeline's seed
 
 
 class RegistrySpec(_Spec):
     model_name: str | None = None  # default: the pipeline name
     experiment: str | None = None  # default: the pipeline name
     gate: GateSpec = Field(default_factory=GateSpec)
+    bundle_code: bool = True  # store the mlops_ray sources with each model, for `mlflow models serve`
 
 
 # -------------------------------------------------------------------------------------------- serve

@@ -1,0 +1,53 @@
+"""The registry stage: one packaged MLflow model per winner, lineage, a promotion gate, aliases.
+
+- ``register_model(cfg, runtime, result, prepared) -> Registration``: log into the search's run,
+  register under ``cfg.model_name`` with lineage tags and a Markdown card, run the gate, move aliases.
+- ``load_fitted_model(model_uri) -> FittedModel`` (no Ray), ``save_fitted_model(fitted, path)``.
+- ``promote(runtime, name, version, reason, actor)``, ``rollback(runtime, name, reason, actor)``,
+  ``resolve_version(runtime, name, version=None, alias=None) -> VersionInfo``, ``list_versions``.
+- ``find_cached_run`` / ``find_cached_registration``: step caching on tags (see ``cache.py``).
+- ``gate``: the pure decision logic (thresholds + paired bootstrap), usable without MLflow.
+
+Heavy modules (mlflow, skops, torch) load on first use of a name, not at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "register_model": "mlops_ray.registry.register",
+    "format_registration": "mlops_ray.registry.register",
+    "Registration": "mlops_ray.registry.register",
+    "training_config_hash": "mlops_ray.registry.register",
+    "load_fitted_model": "mlops_ray.registry.packaging",
+    "log_fitted_model": "mlops_ray.registry.packaging",
+    "save_fitted_model": "mlops_ray.registry.artifacts",
+    "load_fitted_model_dir": "mlops_ray.registry.artifacts",
+    "promote": "mlops_ray.registry.store",
+    "rollback": "mlops_ray.registry.store",
+    "resolve_version": "mlops_ray.registry.store",
+    "list_versions": "mlops_ray.registry.store",
+    "list_models": "mlops_ray.registry.store",
+    "alias_history": "mlops_ray.registry.store",
+    "AliasMove": "mlops_ray.registry.store",
+    "VersionInfo": "mlops_ray.registry.store",
+    "find_cached_run": "mlops_ray.registry.cache",
+    "find_cached_registration": "mlops_ray.registry.cache",
+    "step_tags": "mlops_ray.registry.cache",
+    "GateDecision": "mlops_ray.registry.gate",
+    "decide": "mlops_ray.registry.gate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mlops_ray.registry' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

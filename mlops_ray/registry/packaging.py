@@ -1,0 +1,145 @@
+"""Log a FittedModel to MLflow as one pyfunc model, and load it back (as a FittedModel) from any model URI."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mlops_ray.exceptions import RegistryError
+from mlops_ray.registry.artifacts import META, load_fitted_model_dir, save_fitted_model
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+    from mlflow.models.model import ModelInfo
+
+    from mlops_ray.tune.fitted import FittedModel
+
+MODEL_NAME_IN_RUN = "model"
+_REMOTE_SCHEMES = ("models:/", "runs:/", "http://", "https://", "s3://", "gs://", "wasbs://", "dbfs:/",
+                   "mlflow-artifacts:/", "file://", "hdfs://")
+
+
+def build_signature(fitted: FittedModel) -> ModelSignature:
+    """Raw input columns and types in, `prediction` (+ `proba_<class>`) out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec(t, name) for name, t in fitted.features.input_types().items()])
+    if fitted.task == "classification":
+        classes = fitted.classes or []
+        pred_type = "string" if any(isinstance(c, str) for c in classes) else "long"
+        if classes and all(isinstance(c, bool) for c in classes):
+            pred_type = "boolean"
+        outputs = [ColSpec(pred_type, "prediction"), *[ColSpec("double", f"proba_{c}") for c in classes]]
+    else:
+        outputs = [ColSpec("double", "prediction")]
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
+def pip_requirements(fitted: FittedModel) -> list[str]:
+    """Pinned versions of what the packaged model imports when served by MLflow tools."""
+    names = ["mlflow", "numpy", "pandas", "pydantic", "pyyaml"]
+    names += ["scikit-learn", "skops"] if fitted.kind == "sklearn" else ["torch"]
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n}=={version(n)}")
+        except PackageNotFoundError:
+            out.append(n)
+    return out
+
+
+def _copy_package(dst: Path) -> Path:
+    """A copy of the mlops_ray package (sources only) to store with the model as its code path."""
+    import mlops_ray
+
+    src = Path(mlops_ray.__file__).parent
+    target = dst / "mlops_ray"
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+    return target
+
+
+def log_fitted_model(fitted: FittedModel, *, input_example: pd.DataFrame | None = None,
+                     name: str = MODEL_NAME_IN_RUN, bundle_code: bool = True) -> ModelInfo:
+    """Log ``fitted`` into the active MLflow run as a pyfunc model; returns MLflow's ModelInfo.
+
+    ``bundle_code`` stores the mlops_ray sources with the model (MLflow ``code_paths``), so that
+    ``mlflow models serve`` works where mlops_ray is not installed.
+    """
+    import mlflow.pyfunc
+
+    from mlops_ray.registry.pyfunc_model import ARTIFACT_KEY, MODEL_CODE
+
+    with tempfile.TemporaryDirectory(prefix="mlops_ray_pkg_") as tmp:
+        tmpdir = Path(tmp)
+        fitted_dir = save_fitted_model(fitted, tmpdir / ARTIFACT_KEY)
+        code_file = tmpdir / "mlops_ray_model.py"
+        code_file.write_text(MODEL_CODE)
+        example = None
+        if input_example is not None:
+            example = input_example[fitted.features.input_columns].head(5).reset_index(drop=True)
+        kwargs: dict[str, Any] = {}
+        if bundle_code:
+            kwargs["code_paths"] = [str(_copy_package(tmpdir / "code"))]
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code_file),
+            artifacts={ARTIFACT_KEY: str(fitted_dir)},
+            signature=build_signature(fitted),
+            input_example=example,
+            pip_requirements=pip_requirements(fitted),
+            metadata={"mlops_ray_kind": fitted.kind, "mlops_ray_task": fitted.task},
+            **kwargs,
+        )
+
+
+def _find_fitted_dir(root: Path) -> Path | None:
+    from mlops_ray.registry.pyfunc_model import ARTIFACT_KEY
+
+    for cand in (root, root / "artifacts" / ARTIFACT_KEY, root / ARTIFACT_KEY):
+        if (cand / META).is_file():
+            return cand
+    return None
+
+
+def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
+                      dst_path: str | Path | None = None) -> FittedModel:
+    """A FittedModel from a model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/...``)
+    or a local folder (a logged MLflow model or a ``save_fitted_model`` folder). No Ray needed."""
+    uri = str(model_uri)
+    local = Path(uri).expanduser()
+    if not uri.startswith(_REMOTE_SCHEMES):
+        if not local.exists():
+            raise RegistryError(f"model path {uri!r} does not exist; pass a folder written by mlops_ray or a "
+                                "model URI like models:/NAME@champion or models:/NAME/1")
+        found = _find_fitted_dir(local)
+        if found is None:
+            raise RegistryError(f"{uri} is not an mlops_ray model: no {META} in it or in artifacts/fitted")
+        return load_fitted_model_dir(found)
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    tmp = None
+    if dst_path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mlops_ray_load_")
+        dst_path = tmp.name
+    try:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_path),
+                                                        tracking_uri=tracking_uri, registry_uri=tracking_uri))
+        found = _find_fitted_dir(root)
+        if found is None:
+            raise RegistryError(f"{uri} is not an mlops_ray model (no artifacts/fitted/{META}); "
+                                "load it with mlflow.pyfunc.load_model instead")
+        return load_fitted_model_dir(found)
+    except MlflowException as e:
+        raise RegistryError(f"could not load model {uri!r}: {e.message}") from e
+    except OSError as e:  # connection refused / reset from the artifact repository
+        raise RegistryError(f"could not download model {uri!r}: {e}") from e
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
