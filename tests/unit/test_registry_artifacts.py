@@ -1,0 +1,132 @@
+"""Packaging a FittedModel without pickle: JSON features, skops with checked trusted types. No MLflow, no Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from mlops_ray.exceptions import RegistryError
+from mlops_ray.registry.artifacts import (
+    META,
+    SKOPS,
+    check_trusted_types,
+    load_fitted_model_dir,
+    save_fitted_model,
+)
+from mlops_ray.registry.card import model_card
+from mlops_ray.registry.gate import decide
+from mlops_ray.registry.scoring import score_on_holdout
+from mlops_ray.tune.fitted import FittedModel
+from tests._registry_support import class_indices, fit_features, fit_model, make_frame
+
+
+def _double(x: np.ndarray) -> np.ndarray:  # a user function: not a type this package produces
+    return x * 2
+
+
+def test_round_trip_predicts_the_same(tmp_path: Path) -> None:
+    df = make_frame(120)
+    fitted = fit_model(df, RandomForestClassifier(n_estimators=5, random_state=0))
+    path = save_fitted_model(fitted, tmp_path / "m")
+    meta = json.loads((path / META).read_text())
+    assert meta["trusted_types"] == ["sklearn.tree._tree.Tree"]  # exactly what the forest needs
+    assert sorted(p.name for p in path.iterdir()) == ["estimator.skops", "features.json", "meta.json"]
+    loaded = load_fitted_model_dir(path)
+    assert isinstance(loaded, FittedModel) and loaded.kind == "sklearn"
+    np.testing.assert_array_equal(loaded.predict(df), fitted.predict(df))
+    np.testing.assert_allclose(loaded.predict_proba(df), fitted.predict_proba(df))
+    assert loaded.features.input_types() == {"x1": "double", "x2": "double", "color": "string"}
+
+
+def test_untrusted_type_is_refused_at_save(tmp_path: Path) -> None:
+    df = make_frame(60)
+    fitted = fit_model(df, make_pipeline(FunctionTransformer(_double), LogisticRegression()))
+    with pytest.raises(RegistryError, match=r"outside scikit-learn/numpy.*_double"):
+        save_fitted_model(fitted, tmp_path / "m")
+    assert not (tmp_path / "m" / SKOPS).exists()
+
+
+def test_edited_metadata_cannot_widen_trust(tmp_path: Path) -> None:
+    df = make_frame(60)
+    path = save_fitted_model(fit_model(df, LogisticRegression()), tmp_path / "m")
+    # Swap in an estimator with a user function and list it as trusted, as an attacker would.
+    evil = make_pipeline(FunctionTransformer(_double), LogisticRegression()).fit(np.ones((4, 5)), [0, 1, 0, 1])
+    blob = sio.dumps(evil)
+    (path / SKOPS).write_bytes(blob)
+    meta = json.loads((path / META).read_text())
+    meta["trusted_types"] = sio.get_untrusted_types(data=blob)
+    (path / META).write_text(json.dumps(meta))
+    with pytest.raises(RegistryError, match="outside scikit-learn/numpy"):
+        load_fitted_model_dir(path)
+
+
+def test_types_not_in_metadata_are_refused(tmp_path: Path) -> None:
+    df = make_frame(60)
+    path = save_fitted_model(fit_model(df, LogisticRegression()), tmp_path / "m")
+    forest = RandomForestClassifier(n_estimators=2).fit(np.ones((4, 5)), [0, 1, 0, 1])
+    (path / SKOPS).write_bytes(sio.dumps(forest))  # needs sklearn.tree._tree.Tree, metadata lists none
+    with pytest.raises(RegistryError, match="does not list"):
+        load_fitted_model_dir(path)
+
+
+def test_trust_policy() -> None:
+    assert check_trusted_types(["sklearn.tree._tree.Tree", "numpy.dtype"]) == ["numpy.dtype", "sklearn.tree._tree.Tree"]
+    for bad in ("builtins.eval", "posix.system", "sklearnx.Evil", "numpy.testing.foo", "tests.unit.X"):
+        with pytest.raises(RegistryError, match="outside"):
+            check_trusted_types([bad])
+
+
+def test_missing_paths_and_bad_targets(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match=r"meta\.json is missing"):
+        load_fitted_model_dir(tmp_path / "nope")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    fitted = fit_model(make_frame(40), LogisticRegression())
+    with pytest.raises(RegistryError, match="not empty"):
+        save_fitted_model(fitted, tmp_path / "full")
+    fitted.kind = "xgboost"  # type: ignore[assignment]
+    with pytest.raises(RegistryError, match="unknown model kind"):
+        save_fitted_model(fitted, tmp_path / "k")
+
+
+def test_torch_kind_only_rebuilds_known_classes(tmp_path: Path) -> None:
+    from mlops_ray.registry import torch_io
+
+    with pytest.raises(RegistryError, match="torch_mlp models must be one of"):
+        torch_io.export_estimator(LogisticRegression())
+    with pytest.raises(RegistryError, match=r"refusing to rebuild torch class .os\.system."):
+        torch_io.build_estimator({}, {"class": "os.system"})
+
+
+def test_scoring_aligns_classes_by_label() -> None:
+    df = make_frame(200)
+    fitted = fit_model(df, LogisticRegression())
+    y = class_indices(df)
+    p = score_on_holdout(fitted, df, y, "classification", ["no", "yes"])
+    # The same model seen through a reference with the classes in the other order.
+    q = score_on_holdout(fitted, df, 1 - y, "classification", ["yes", "no"])
+    np.testing.assert_array_equal(p.pred == p.y_true, q.pred == q.y_true)
+    np.testing.assert_allclose(p.proba[:, 0], q.proba[:, 1])
+    with pytest.raises(RegistryError, match="cannot score"):
+        score_on_holdout(fitted, df.drop(columns=["x1"]), y, "classification", ["no", "yes"])
+
+
+def test_model_card_has_the_sections() -> None:
+    df = make_frame(100)
+    fitted = fit_model(df, LogisticRegression())
+    p = score_on_holdout(fitted, df, class_indices(df), "classification", fit_features(df).classes)
+    d = decide("accuracy", p, p, champion_version="1")
+    card = model_card(name="m", version="2", task="classification", lineage={"config_hash": "abc"},
+                      data={"rows": 100}, features={"inputs": "x1"}, config={"estimator": "LR"},
+                      cv={"mean": 0.9}, holdout={"accuracy": 0.91}, decision=d, aliases=["challenger"])
+    for part in ("# m v2", "## Gate decision", "**rejected**", "paired bootstrap", "## Lineage", "abc",
+                 "holdout accuracy", "## Features", "## Configuration"):
+        assert part in card, part
