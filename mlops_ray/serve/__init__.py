@@ -1,0 +1,37 @@
+"""Serving: a FastAPI ingress on Ray Serve in front of one autoscaled, batched application per model version.
+
+Public API (heavy modules load on first use)::
+
+    deploy(cfg, runtime, *, model=None, version=None, alias=None, source=None, canary_pct=None) -> Deployment
+    rollback(runtime, model) / promote(runtime, model) / status(runtime) / shutdown(runtime)
+    predict(runtime, model, rows) -> dict          # HTTP client of a running endpoint
+    ensure_local_head(runtime) -> address          # a detached Ray head that outlives the CLI
+    deploy_from_pipeline(cfg, runtime, registration), format_deployment(dep), format_status(status)
+
+Pure logic (no Ray): ``rollout.Rollout`` (the state machine), ``analysis.analyze`` (canary verdict),
+``traffic.WeightedRouter``, ``validation`` / ``protocols`` (request checks), ``auth``, ``metrics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "deploy": "controller", "rollback": "controller", "promote": "controller", "status": "controller",
+    "shutdown": "controller", "deploy_from_pipeline": "controller", "Deployment": "controller",
+    "predict": "client", "format_deployment": "client", "format_status": "client",
+    "ensure_local_head": "head", "stop_local_head": "head",
+    "Rollout": "rollout", "Decision": "rollout", "analyze": "analysis", "Thresholds": "analysis",
+    "WindowStats": "analysis", "InputSchema": "validation", "RequestError": "validation",
+    "WeightedRouter": "traffic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'mlops_ray.serve' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mlops_ray.serve.{mod}"), name)

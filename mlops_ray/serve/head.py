@@ -1,0 +1,135 @@
+"""A detached local Ray head for `mlops-ray deploy`, so the Serve application outlives the CLI process.
+
+``ensure_local_head`` starts ``ray start --head --block`` in its own process group and records it in
+``serve_dir/head.json``; ``stop_local_head`` ends only that process group (never ``ray stop``, which
+would end every Ray on the machine). Fast mode sets Ray Serve's HAProxy ingress and throughput-optimized
+mode for the head's processes (they must be set before the cluster starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mlops_ray.exceptions import ServeError
+from mlops_ray.runtime import Runtime
+
+HEAD_FILE = "head.json"
+FAST_MODE_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+@dataclass
+class HeadInfo:
+    address: str  # GCS address, host:port
+    pid: int  # the `ray start --block` process; its process group holds the whole head
+    fast_mode: bool
+    started_at: float
+    log: str
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_open(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_head(runtime: Runtime) -> HeadInfo | None:
+    """The head this working directory started, if it is still running."""
+    path = runtime.serve_dir / HEAD_FILE
+    if not path.is_file():
+        return None
+    info = HeadInfo(**json.loads(path.read_text()))
+    if _alive(info.pid) and _port_open(info.address):
+        return info
+    return None
+
+
+def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int | None = None,
+                      timeout_s: float = 90.0) -> str:
+    """The address of this working directory's detached Ray head, starting one if none runs."""
+    existing = read_head(runtime)
+    if existing is not None:
+        return existing.address
+    runtime.serve_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    log = runtime.serve_dir / "ray-head.log"
+    ray_bin = Path(sys.executable).with_name("ray")
+    cmd = [str(ray_bin if ray_bin.exists() else "ray"), "start", "--head", "--block", f"--port={port}",
+           "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    if fast_mode:  # `env K=V cmd`: adds the variables while inheriting the rest of the environment
+        cmd = ["env", *(f"{k}={v}" for k, v in FAST_MODE_ENV.items()), *cmd]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while not _port_open(address):
+        if proc.poll() is not None:
+            raise ServeError(f"`{' '.join(cmd)}` exited with code {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            stop_pid(proc.pid)
+            raise ServeError(f"the Ray head did not open {address} within {timeout_s:.0f}s; see {log}")
+        time.sleep(0.25)
+    info = HeadInfo(address=address, pid=proc.pid, fast_mode=fast_mode, started_at=time.time(), log=str(log))
+    (runtime.serve_dir / HEAD_FILE).write_text(json.dumps(asdict(info)))
+    return address
+
+
+def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM the process group of ``pid`` (then SIGKILL); `ray start --block` stops its head on SIGTERM."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_local_head(runtime: Runtime) -> bool:
+    """Stop the head that ``ensure_local_head`` started for this working directory; False if none ran."""
+    path = runtime.serve_dir / HEAD_FILE
+    if not path.is_file():
+        return False
+    info = HeadInfo(**json.loads(path.read_text()))
+    running = _alive(info.pid)
+    if running:
+        stop_pid(info.pid)
+    path.unlink(missing_ok=True)
+    return running

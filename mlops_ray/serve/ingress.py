@@ -1,0 +1,380 @@
+"""The ingress deployment (FastAPI through Serve): auth, validation, request ids, traffic split, rollout loop.
+
+It is one replica by design: it holds the traffic split and the canary's analysis windows, so a
+weight flip is a local assignment that takes effect on the next request. Its state is written to
+``serve_dir/state.json`` after every change and read back if the replica restarts.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real types (Request) of the routes.
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from mlops_ray.serve import protocols
+from mlops_ray.serve.analysis import Thresholds
+from mlops_ray.serve.auth import Tokens, check_bearer
+from mlops_ray.serve.metrics import CONTENT_TYPE, ServeMetrics
+from mlops_ray.serve.model_server import DEPLOYMENT_NAME
+from mlops_ray.serve.rollout import Decision, Rollout
+from mlops_ray.serve.state import ModelEntry, VersionInfo
+from mlops_ray.serve.validation import RequestError, parse_json
+
+logger = logging.getLogger("ray.serve")
+INGRESS_NAME = "Ingress"
+RETRIES = 3  # a prediction is idempotent: retried on another replica when its replica died
+TICK_S = 0.25
+RETIRE_GRACE_S = 2.0  # let requests already routed to a retired version finish before deleting it
+
+api = FastAPI(
+    title="mlops-ray model server",
+    description="Predictions (v1 JSON rows, Open Inference Protocol v2, MLflow /invocations), health, "
+                "metrics and rollout administration. Predict routes need `Authorization: Bearer <token>`; "
+                "/admin routes need the admin token; health and metrics routes are open.",
+    version="1",
+)
+
+_ROWS_EXAMPLE = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}, "example": {
+    "rows": [{"feature_a": 1.0, "feature_b": "red"}]}}}, "required": True}}
+
+
+def _request_id(request: Request) -> tuple[str, bool]:
+    """(request id, whether the client or Serve's proxy already put it in the headers)."""
+    rid = request.headers.get("x-request-id")
+    if rid and len(rid) <= 128:
+        return rid, True
+    return uuid.uuid4().hex, False
+
+
+@serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},
+                  max_ongoing_requests=512, health_check_period_s=2.0)
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.tokens = Tokens(settings.get("token"), settings.get("admin_token"))
+        self.th = Thresholds(**settings["thresholds"])
+        self.window_s = float(settings["window_s"])
+        self.max_body = int(settings["max_body_bytes"])
+        self.max_rows = int(settings["max_rows"])
+        self.state_path = Path(settings["state_path"]) if settings.get("state_path") else None
+        self.metrics = ServeMetrics()
+        self.models: dict[str, ModelEntry] = {}
+        self.handles: dict[str, Any] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._restore()
+
+    # ------------------------------------------------------------------ state
+
+    def _restore(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        data = json.loads(self.state_path.read_text())
+        self.models = {m: ModelEntry.from_dict(d) for m, d in data.get("models", {}).items()}
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        data = {"models": {m: e.to_dict() for m, e in self.models.items()}, "saved_at": time.time()}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, default=str))
+        tmp.replace(self.state_path)
+
+    def _handle(self, info: VersionInfo) -> Any:
+        h = self.handles.get(info.app_name)
+        if h is None:
+            h = self.handles[info.app_name] = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=info.app_name)
+        return h
+
+    def _entry(self, name: str) -> ModelEntry:
+        e = self.models.get(name)
+        if e is None or not e.rollout.weights():
+            raise RequestError(404, f"model {name!r} is not served here; served: {sorted(self.models)}", "name")
+        return e
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._rollout_loop())
+
+    async def _rollout_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for entry in list(self.models.values()):
+                try:
+                    d = entry.tick(time.time(), self.th, self.window_s)
+                    if d is not None:
+                        await self._after_change(entry, d)
+                except Exception:  # the loop must survive anything one model does
+                    logger.exception("rollout tick failed for %s", entry.name)
+
+    async def _after_change(self, entry: ModelEntry, d: Decision) -> None:
+        """Publish the new weights, persist, retire dropped versions, record the decision outside the ingress."""
+        self.metrics.set_traffic(entry.name, entry.rollout.weights(), list(entry.versions))
+        source = entry.versions[d.version].source if d.version in entry.versions else ""
+        gone = entry.retire()
+        self._save()
+        if d.action == "extend":
+            return
+        logger.info("rollout %s: %s %s (%s)", entry.name, d.action, d.version, d.reason)
+        task = asyncio.get_running_loop().create_task(
+            self._side_effects(entry.name, d, entry.rollout.stable, source, [g.app_name for g in gone]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _side_effects(self, model: str, d: Decision, stable: str | None, source: str, apps: list[str]) -> None:
+        if d.action in ("rollback", "promote") and self.settings.get("tracking_uri"):
+            try:
+                from mlops_ray.serve.records import record_decision
+
+                await asyncio.to_thread(record_decision, self.settings, model, d, stable, source)
+            except Exception:
+                logger.exception("could not record the %s of %s %s in MLflow", d.action, model, d.version)
+        if apps:
+            await asyncio.sleep(RETIRE_GRACE_S)
+            for app in apps:
+                self.handles.pop(app, None)
+                try:
+                    await asyncio.to_thread(serve.delete, app, False)
+                except Exception:
+                    logger.exception("could not delete retired application %s", app)
+
+    # ------------------------------------------------------------------ control calls (via handle)
+
+    async def add_version(self, model: str, version: str, app_name: str, source: str,
+                          canary_pct: float | None, steps: list[float] | None) -> dict[str, Any]:
+        self._ensure_loop()
+        info = VersionInfo(version=str(version), app_name=app_name, source=source)
+        info.meta = await self._handle(info).metadata.remote()
+        entry = self.models.get(model)
+        if entry is None:
+            entry = self.models[model] = ModelEntry(Rollout(model=model, steps=list(steps or [10.0, 50.0, 100.0])))
+        d = entry.deploy(info, time.time(), canary_pct, steps)
+        await self._after_change(entry, d)
+        return {"decision": d.__dict__, "status": entry.summary()}
+
+    async def rollback(self, model: str, reason: str = "rolled back by an operator") -> dict[str, Any]:
+        self._ensure_loop()
+        t0 = time.perf_counter()
+        entry = self.models.get(model)
+        if entry is None:
+            raise RequestError(404, f"model {model!r} is not served here; served: {sorted(self.models)}")
+        d = entry.rollout.rollback(time.time(), reason)
+        entry.apply()  # from here on, every request goes by the new weights
+        flip_s = time.perf_counter() - t0
+        await self._after_change(entry, d)
+        return {"decision": d.__dict__, "flip_seconds": flip_s, "status": entry.summary()}
+
+    async def promote(self, model: str, reason: str = "promoted by an operator") -> dict[str, Any]:
+        self._ensure_loop()
+        entry = self.models.get(model)
+        if entry is None:
+            raise RequestError(404, f"model {model!r} is not served here; served: {sorted(self.models)}")
+        d = entry.rollout.promote(time.time(), reason)
+        entry.apply()
+        await self._after_change(entry, d)
+        return {"decision": d.__dict__, "status": entry.summary()}
+
+    async def status(self) -> dict[str, Any]:
+        self._ensure_loop()
+        return {"models": {m: e.summary() for m, e in self.models.items()},
+                "window_s": self.window_s, "thresholds": self.th.__dict__}
+
+    # ------------------------------------------------------------------ HTTP helpers
+
+    def _reply(self, status: int, body: dict[str, Any], rid: str, had_header: bool, model: str | None,
+               version: str | None) -> JSONResponse:
+        body.setdefault("request_id", rid)
+        body.setdefault("model_name", model)
+        body.setdefault("model_version", version)
+        headers = {"X-Model-Name": model or "", "X-Model-Version": version or ""}
+        if not had_header:
+            headers["X-Request-ID"] = rid
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _predict(self, request: Request, name: str | None, proto: str) -> JSONResponse:
+        t0 = time.perf_counter()
+        rid, had = _request_id(request)
+        entry: ModelEntry | None = None
+        version: str | None = None
+        try:
+            self._ensure_loop()
+            check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
+            if name is None:  # /invocations names no model: the only one served
+                if len(self.models) != 1:
+                    raise RequestError(400, f"{len(self.models)} models are served ({sorted(self.models)}); "
+                                       "use /v1/models/{name}/predict or /invocations?model=NAME", "model")
+                name = request.query_params.get("model") or next(iter(self.models))
+            entry = self._entry(name)
+            size = request.headers.get("content-length")
+            if size and size.isdigit() and int(size) > self.max_body:
+                raise RequestError(413, f"request body is {size} bytes; the limit is {self.max_body} "
+                                   "(serve.max_body_bytes)")
+            body = parse_json(await request.body(), self.max_body)
+            version = entry.router.choose()
+            schema = entry.schemas[version]
+            client_id = None
+            if proto == "v1":
+                cols = protocols.parse_v1(body, schema, self.max_rows)
+            elif proto == "v2":
+                cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
+            else:
+                cols = protocols.parse_invocations(body, schema, self.max_rows)
+            out = await self._call(entry, version, cols, rid)
+        except RequestError as e:
+            self.metrics.observe(name or "", version or "", proto, e.status, time.perf_counter() - t0)
+            return self._reply(e.status, e.to_dict(), rid, had, name, version)
+        except Exception as e:
+            logger.exception("predict failed (request %s)", rid)
+            if entry is not None and version is not None:
+                entry.window(version).record((time.perf_counter() - t0) * 1e3, ok=False)
+            self.metrics.observe(name or "", version or "", proto, 503, time.perf_counter() - t0)
+            return self._reply(503, {"error": f"the model could not answer: {type(e).__name__}: {e}"}, rid, had,
+                               name, version)
+        seconds = time.perf_counter() - t0
+        preds, proba = out["predictions"], out["probabilities"]
+        entry.window(version).record(seconds * 1e3, ok=True, predictions=preds)
+        entry.remember(rid, version, preds)
+        self.metrics.observe(name, version, proto, 200, seconds, out.get("batch_size"), len(preds))
+        meta = entry.versions[version].meta
+        if proto == "v1":
+            body = protocols.v1_response(name, version, rid, preds, proba, meta.get("classes"))
+        elif proto == "v2":
+            body = protocols.v2_response(name, version, rid, preds, proba, client_id)
+        else:
+            body = protocols.invocations_response(name, version, rid, preds)
+        return self._reply(200, body, rid, had, name, version)
+
+    async def _call(self, entry: ModelEntry, version: str, cols: dict[str, list[Any]], rid: str) -> dict[str, Any]:
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import ReplicaUnavailableError
+
+        info = entry.versions[version]
+        for attempt in range(RETRIES + 1):
+            try:
+                return await self._handle(info).predict.remote(cols, rid)
+            except (RayActorError, ReplicaUnavailableError):
+                if attempt == RETRIES:
+                    raise
+                self.metrics.retries.labels(entry.name, version).inc()
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _admin(self, request: Request) -> tuple[str, bool]:
+        rid, had = _request_id(request)
+        check_bearer(request.headers.get("authorization"), self.tokens, admin=True)
+        return rid, had
+
+    # ------------------------------------------------------------------ routes
+
+    @api.post("/v1/models/{name}/predict", openapi_extra=_ROWS_EXAMPLE)
+    async def v1_predict(self, name: str, request: Request) -> JSONResponse:
+        """JSON rows in, predictions (and class probabilities) out."""
+        return await self._predict(request, name, "v1")
+
+    @api.post("/v2/models/{name}/infer")
+    async def v2_infer(self, name: str, request: Request) -> JSONResponse:
+        """Open Inference Protocol v2 inference."""
+        return await self._predict(request, name, "v2")
+
+    @api.post("/invocations")
+    async def invocations(self, request: Request) -> JSONResponse:
+        """MLflow scoring-server formats: dataframe_split, dataframe_records, instances, inputs."""
+        return await self._predict(request, None, "invocations")
+
+    @api.post("/v1/models/{name}/feedback")
+    async def feedback(self, name: str, request: Request) -> JSONResponse:
+        """True labels for earlier requests: {"request_ids": [...], "labels": [...]}; feeds canary accuracy."""
+        rid, had = _request_id(request)
+        try:
+            check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
+            entry = self._entry(name)
+            body = parse_json(await request.body(), self.max_body)
+            if not isinstance(body, dict):
+                raise RequestError(400, "expected an object {'request_ids': [...], 'labels': [...]}")
+            ids, labels = body.get("request_ids"), body.get("labels")
+            if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
+                raise RequestError(422, "expected {'request_ids': [...], 'labels': [...]} of equal length",
+                                   "request_ids")
+            matched = sum(entry.feedback(str(i), lab) for i, lab in zip(ids, labels, strict=True))
+            if self.settings.get("monitor_dir"):
+                from mlops_ray.monitor.feedback import record_feedback
+
+                await asyncio.to_thread(record_feedback, self.settings["monitor_dir"], [str(i) for i in ids],
+                                        labels, model_name=name)
+        except RequestError as e:
+            return self._reply(e.status, e.to_dict(), rid, had, name, None)
+        except Exception as e:  # the monitor refused the labels (e.g. a null label)
+            return self._reply(422, {"error": str(e)}, rid, had, name, None)
+        return self._reply(200, {"received": len(ids), "matched_recent": matched}, rid, had, name, None)
+
+    @api.get("/v2/health/live")
+    async def live(self) -> dict[str, Any]:
+        return {"live": True}
+
+    @api.get("/v2/health/ready")
+    async def ready(self) -> JSONResponse:
+        ok = bool(self.models) and all(e.rollout.weights() for e in self.models.values())
+        return JSONResponse({"ready": ok, "models": sorted(self.models)}, status_code=200 if ok else 503)
+
+    @api.get("/v2/models/{name}/ready")
+    async def model_ready(self, name: str) -> JSONResponse:
+        e = self.models.get(name)
+        ok = e is not None and bool(e.rollout.weights())
+        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+    @api.get("/v2/models/{name}")
+    async def model_metadata(self, name: str, request: Request) -> JSONResponse:
+        rid, had = _request_id(request)
+        try:
+            check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
+            e = self._entry(name)
+        except RequestError as err:
+            return self._reply(err.status, err.to_dict(), rid, had, name, None)
+        stable = e.rollout.stable or next(iter(e.rollout.weights()))
+        meta = e.versions[stable].meta
+        body = protocols.v2_metadata(name, list(e.versions), e.schemas[stable], meta["task"], meta.get("classes"))
+        body["traffic"] = e.rollout.weights()
+        return self._reply(200, body, rid, had, name, stable)
+
+    @api.get("/metrics")
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    @api.get("/admin/status")
+    async def admin_status(self, request: Request) -> JSONResponse:
+        try:
+            rid, had = self._admin(request)
+        except RequestError as e:
+            return self._reply(e.status, e.to_dict(), *_request_id(request), None, None)
+        return self._reply(200, await self.status(), rid, had, None, None)
+
+    @api.post("/admin/models/{name}/rollback")
+    async def admin_rollback(self, name: str, request: Request) -> JSONResponse:
+        """Flip traffic to the previous (warm) version, or drop a running canary."""
+        return await self._admin_action(request, name, self.rollback)
+
+    @api.post("/admin/models/{name}/promote")
+    async def admin_promote(self, name: str, request: Request) -> JSONResponse:
+        """Make the running canary stable now."""
+        return await self._admin_action(request, name, self.promote)
+
+    async def _admin_action(self, request: Request, name: str, action: Any) -> JSONResponse:
+        rid, had = _request_id(request)
+        try:
+            self._admin(request)
+            reason = request.query_params.get("reason") or "requested through the admin API"
+            out = await action(name, reason)
+        except RequestError as e:
+            return self._reply(e.status, e.to_dict(), rid, had, name, None)
+        except Exception as e:  # ServeError: nothing to roll back to, no canary to promote
+            return self._reply(409, {"error": str(e)}, rid, had, name, None)
+        return self._reply(200, out, rid, had, name, out["status"]["stable"])

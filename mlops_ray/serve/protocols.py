@@ -1,0 +1,179 @@
+"""Request bodies of the three protocols -> checked columns, and the matching response bodies (pure).
+
+* v1: ``POST /v1/models/{name}/predict`` with ``{"rows": [{feature: value}, ...]}`` (or a bare list).
+* Open Inference Protocol v2: ``POST /v2/models/{name}/infer`` with one tensor per feature
+  (``{"name": feature, "shape": [n], "datatype": "FP64"|"BYTES", "data": [...]}``) or one 2-D tensor
+  ``[n, n_features]`` in the model's column order.
+* MLflow ``/invocations``: exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mlops_ray.serve.validation import (
+    Columns,
+    InputSchema,
+    RequestError,
+    validate_columnar,
+    validate_positional,
+    validate_records,
+)
+
+INVOCATION_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+V2_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+def parse_v1(body: Any, schema: InputSchema, max_rows: int) -> Columns:
+    if isinstance(body, list):
+        return validate_records(body, schema, max_rows)
+    if not isinstance(body, dict):
+        raise RequestError(400, f"expected an object {{'rows': [...]}}, got {type(body).__name__}")
+    keys = [k for k in ("rows", "instances") if k in body]
+    if len(keys) != 1:
+        raise RequestError(400, f"expected exactly one of 'rows' or 'instances', got keys {sorted(body)}", "rows")
+    rows = body[keys[0]]
+    if isinstance(rows, list) and rows and isinstance(rows[0], list):
+        return validate_positional(rows, schema, max_rows)
+    return validate_records(rows, schema, max_rows)
+
+
+def parse_invocations(body: Any, schema: InputSchema, max_rows: int) -> Columns:
+    """MLflow scoring-server formats."""
+    if not isinstance(body, dict):
+        raise RequestError(400, f"expected a JSON object with one of {list(INVOCATION_KEYS)}, "
+                           f"got {type(body).__name__}")
+    keys = [k for k in INVOCATION_KEYS if k in body]
+    extra = sorted(set(body) - set(INVOCATION_KEYS) - {"params"})
+    if len(keys) != 1 or extra:
+        raise RequestError(400, f"expected exactly one of {list(INVOCATION_KEYS)} (and optional 'params'), "
+                           f"got keys {sorted(body)}")
+    key = keys[0]
+    data = body[key]
+    if key == "dataframe_split":
+        if not isinstance(data, dict) or "data" not in data:
+            raise RequestError(400, "dataframe_split needs {'columns': [...], 'data': [[...], ...]}", key)
+        return validate_positional(data["data"], schema, max_rows, data.get("columns"))
+    if key == "dataframe_records":
+        return validate_records(data, schema, max_rows)
+    if isinstance(data, dict):
+        return validate_columnar(data, schema, max_rows)
+    if isinstance(data, list) and data and isinstance(data[0], list):
+        return validate_positional(data, schema, max_rows)
+    return validate_records(data, schema, max_rows)
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise RequestError(400, f"tensor data must be a list, got {type(data).__name__}")
+    if data and isinstance(data[0], list):
+        out: list[Any] = []
+        for x in data:
+            out.extend(_flatten(x))
+        return out
+    return data
+
+
+def _tensor(t: Any, i: int) -> tuple[str, list[int], str, list[Any]]:
+    if not isinstance(t, dict):
+        raise RequestError(400, f"inputs[{i}] must be an object {{name, shape, datatype, data}}")
+    missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
+    if missing:
+        raise RequestError(400, f"inputs[{i}] is missing {missing}", f"inputs[{i}].{missing[0]}")
+    shape = t["shape"]
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
+        raise RequestError(400, f"inputs[{i}].shape must be a list of non-negative ints, got {shape!r}",
+                           f"inputs[{i}].shape")
+    data = _flatten(t["data"])
+    if len(data) != math.prod(shape):
+        raise RequestError(422, f"inputs[{i}] ({t['name']!r}): shape {shape} needs {math.prod(shape)} values, "
+                           f"got {len(data)}", str(t["name"]))
+    return str(t["name"]), shape, str(t["datatype"]).upper(), data
+
+
+def _check_dtype(name: str, dtype: str, kind: str) -> None:
+    ok = dtype in V2_NUMERIC if kind == "double" else dtype == "BYTES"
+    if not ok:
+        want = "a numeric datatype (FP32, FP64, INT64, ...)" if kind == "double" else "BYTES"
+        raise RequestError(422, f"tensor {name!r} has datatype {dtype}; feature {name!r} needs {want}", name)
+
+
+def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, str | None]:
+    """An OIP v2 infer request -> (columns, the request's own id if it sent one)."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise RequestError(400, "expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}", "inputs")
+    rid = body.get("id")
+    tensors = [_tensor(t, i) for i, t in enumerate(body["inputs"])]
+    if len(tensors) == 1 and tensors[0][0] not in schema.types:
+        name, shape, dtype, data = tensors[0]
+        k = len(schema.columns)
+        if len(shape) != 2 or shape[1] != k:
+            raise RequestError(422, f"a single tensor {name!r} must have shape [n, {k}] (columns {list(schema.columns)}"
+                               f"), got {shape}; or send one tensor per feature", name)
+        for c in schema.columns:
+            _check_dtype(c, dtype, schema.types[c])
+        rows = [data[r * k:(r + 1) * k] for r in range(shape[0])]
+        return validate_positional(rows, schema, max_rows), None if rid is None else str(rid)
+    cols: dict[str, list[Any]] = {}
+    for name, shape, dtype, data in tensors:
+        if name in schema.types:
+            _check_dtype(name, dtype, schema.types[name])
+        if len(shape) == 2 and shape[1] != 1:
+            raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
+        cols[name] = data
+    return validate_columnar(cols, schema, max_rows), None if rid is None else str(rid)
+
+
+def _json_safe(x: Any) -> Any:
+    if hasattr(x, "item"):
+        x = x.item()
+    return x
+
+
+def v1_response(model: str, version: str, request_id: str, preds: list[Any], proba: list[list[float]] | None,
+                classes: list[Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"model_name": model, "model_version": version, "request_id": request_id,
+                           "predictions": [_json_safe(p) for p in preds]}
+    if proba is not None:
+        out["probabilities"] = proba
+        out["classes"] = classes
+    return out
+
+
+def v2_datatype(values: list[Any]) -> str:
+    if all(isinstance(v, bool) for v in values):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "INT64"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+def v2_response(model: str, version: str, request_id: str, preds: list[Any], proba: list[list[float]] | None,
+                client_id: str | None) -> dict[str, Any]:
+    preds = [_json_safe(p) for p in preds]
+    outputs: list[dict[str, Any]] = [{"name": "predictions", "shape": [len(preds)], "datatype": v2_datatype(preds),
+                                      "data": preds}]
+    if proba is not None:
+        k = len(proba[0]) if proba else 0
+        outputs.append({"name": "probabilities", "shape": [len(proba), k], "datatype": "FP64",
+                        "data": [p for row in proba for p in row]})
+    return {"model_name": model, "model_version": version, "id": client_id or request_id,
+            "request_id": request_id, "outputs": outputs}
+
+
+def invocations_response(model: str, version: str, request_id: str, preds: list[Any]) -> dict[str, Any]:
+    return {"predictions": [_json_safe(p) for p in preds], "model_name": model, "model_version": version,
+            "request_id": request_id}
+
+
+def v2_metadata(model: str, versions: list[str], schema: InputSchema, task: str,
+                classes: list[Any] | None) -> dict[str, Any]:
+    inputs = [{"name": c, "datatype": "FP64" if schema.types[c] == "double" else "BYTES", "shape": [-1]}
+              for c in schema.columns]
+    outputs = [{"name": "predictions", "datatype": "BYTES" if task == "classification" else "FP64", "shape": [-1]}]
+    if task == "classification":
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(classes or [])]})
+    return {"name": model, "versions": versions, "platform": "mlops_ray", "inputs": inputs, "outputs": outputs}

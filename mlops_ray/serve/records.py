@@ -1,0 +1,60 @@
+"""Rollout decisions recorded outside Serve: tags in MLflow, and the registry's champion alias kept in step."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlops_ray.serve.rollout import Decision
+
+TAG = "mlops_ray.serve."
+
+
+def record_decision(settings: dict[str, Any], model: str, d: Decision, stable: str | None, source: str) -> None:
+    """Tag the model version (and its run) with the decision; restore the champion alias after a rollback.
+
+    Only versions that came from the registry (source ``models:/...``) are tagged; a version served from
+    a local folder has no registry entry, and its decisions live in the serving state only.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = settings["tracking_uri"]
+    if not source.startswith("models:/"):
+        return
+    cl = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    record = json.dumps({"action": d.action, "reason": d.reason, "at": d.at, "traffic": d.traffic,
+                         "metrics": d.metrics}, default=str)[:5000]
+    try:
+        mv = cl.get_model_version(model, d.version)
+        cl.set_model_version_tag(model, d.version, TAG + "decision", d.action)
+        cl.set_model_version_tag(model, d.version, TAG + "reason", d.reason[:5000])
+        if mv.run_id:
+            cl.set_tag(mv.run_id, TAG + d.action, record)
+    except MlflowException:
+        return
+    if d.action in ("rollback", "manual_rollback") and stable is not None:
+        restore_champion(settings, model, stable, d.reason)
+
+
+def restore_champion(settings: dict[str, Any], model: str, stable: str, reason: str) -> str | None:
+    """Point the registry's champion alias at the version that now serves; returns what moved (None: nothing)."""
+    from mlops_ray.runtime import resolve_runtime
+
+    try:
+        from mlops_ray import registry
+    except ImportError:
+        return None
+    promote = getattr(registry, "promote", None)
+    if promote is None:
+        return None
+    from mlflow import MlflowClient
+
+    uri = settings["tracking_uri"]
+    cl = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    aliases = dict(cl.get_registered_model(model).aliases or {})
+    if str(aliases.get("champion")) == str(stable):
+        return None
+    rt = resolve_runtime(None, workdir=settings["workdir"], tracking_uri=uri)
+    promote(rt, model, str(stable), f"serving rollback: {reason}")
+    return f"champion -> v{stable} (was v{aliases.get('champion')})"

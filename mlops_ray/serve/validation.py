@@ -1,0 +1,173 @@
+"""Input validation against a model's input schema (pure): every bad request becomes a 4xx naming the field.
+
+The ingress turns rows (any protocol) into columns of checked Python values before a replica sees
+them, so a malformed request never reaches, or crashes, a model replica.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_ray.exceptions import ServeError
+
+
+class RequestError(ServeError):
+    """A request the server cannot answer: carries the HTTP status and the offending field, if any."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field, "status": self.status}
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The raw input columns a model takes: name -> "double" | "string", and which may be null."""
+
+    columns: tuple[str, ...]
+    types: dict[str, str]
+    nullable: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_features(cls, features: Any) -> InputSchema:
+        """From a fitted FeaturePipeline: a column may be null when the pipeline imputes it."""
+        types = features.input_types()
+        nullable = {f.name: f.fill is not None for f in features.numeric}
+        nullable.update({c.name: c.fill is not None for c in features.categorical})
+        return cls(columns=tuple(types), types=dict(types), nullable=nullable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "types": self.types, "nullable": self.nullable}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSchema:
+        return cls(columns=tuple(d["columns"]), types=dict(d["types"]), nullable=dict(d.get("nullable", {})))
+
+
+Columns = dict[str, list[Any]]
+
+
+def parse_json(raw: bytes, max_bytes: int) -> Any:
+    """The request body as JSON; 413 when over ``max_bytes``, 400 when malformed."""
+    if len(raw) > max_bytes:
+        raise RequestError(413, f"request body is {len(raw)} bytes; the limit is {max_bytes} "
+                           "(serve.max_body_bytes): split the batch into smaller requests")
+    if not raw.strip():
+        raise RequestError(400, "empty request body: send a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"request body is not UTF-8 text: {e}") from e
+    except json.JSONDecodeError as e:
+        raise RequestError(400, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+
+
+def _check_count(n: int, max_rows: int) -> None:
+    if n == 0:
+        raise RequestError(422, "empty batch: send at least one row")
+    if n > max_rows:
+        raise RequestError(413, f"{n} rows in one request; the limit is {max_rows} (serve.max_rows_per_request)")
+
+
+def _check_names(names: Any, schema: InputSchema, where: str) -> None:
+    got = set(names)
+    expected = set(schema.columns)
+    if got == expected:
+        return
+    missing = [c for c in schema.columns if c not in got]
+    extra = sorted(str(c) for c in got - expected)
+    parts = []
+    if missing:
+        parts.append(f"missing feature(s) {missing}")
+    if extra:
+        parts.append(f"unknown feature(s) {extra}")
+    raise RequestError(422, f"{where}: {' and '.join(parts)}; the model takes {list(schema.columns)}",
+                       field=(missing or extra)[0])
+
+
+def _check_value(v: Any, col: str, kind: str, nullable: bool, row: int) -> Any:
+    if kind == "double":
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            if v is None:
+                if nullable:
+                    return math.nan
+                raise RequestError(422, f"feature {col!r} (row {row}) is null; this model needs a value", col)
+            raise RequestError(422, f"feature {col!r} (row {row}) must be a number, got {v!r}", col)
+        v = float(v)
+        if not math.isfinite(v):
+            if math.isnan(v) and nullable:
+                return v
+            raise RequestError(422, f"feature {col!r} (row {row}) is {v}; only finite numbers are allowed", col)
+        return v
+    if isinstance(v, str):
+        return v
+    if v is None and nullable:
+        return None
+    if v is None:
+        raise RequestError(422, f"feature {col!r} (row {row}) is null; this model needs a value", col)
+    raise RequestError(422, f"feature {col!r} (row {row}) must be a string, got {v!r}", col)
+
+
+def validate_records(records: Any, schema: InputSchema, max_rows: int) -> Columns:
+    """Rows as objects ({feature: value}) -> checked columns."""
+    if not isinstance(records, list):
+        raise RequestError(400, f"expected a list of rows, got {type(records).__name__}")
+    _check_count(len(records), max_rows)
+    cols: Columns = {c: [] for c in schema.columns}
+    expected = set(schema.columns)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise RequestError(422, f"row {i} is a {type(rec).__name__}; expected an object mapping feature "
+                               "names to values")
+        if len(rec) != len(expected) or rec.keys() != expected:
+            _check_names(rec.keys(), schema, f"row {i}")
+        for c in schema.columns:
+            cols[c].append(_check_value(rec[c], c, schema.types[c], schema.nullable.get(c, False), i))
+    return cols
+
+
+def validate_positional(rows: Any, schema: InputSchema, max_rows: int, columns: list[Any] | None = None) -> Columns:
+    """Rows as lists, in ``columns`` order (default: the schema's order) -> checked columns."""
+    if not isinstance(rows, list):
+        raise RequestError(400, f"expected a list of rows, got {type(rows).__name__}")
+    names = list(columns) if columns is not None else list(schema.columns)
+    if columns is not None:
+        if len(set(names)) != len(names):
+            raise RequestError(422, f"duplicate column names in {names}")
+        _check_names(names, schema, "columns")
+    _check_count(len(rows), max_rows)
+    cols: Columns = {c: [] for c in schema.columns}
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(names):
+            raise RequestError(422, f"row {i} must be a list of {len(names)} values in the order {names}, "
+                               f"got {row!r:.200}")
+        for c, v in zip(names, row, strict=True):
+            cols[c].append(_check_value(v, c, schema.types[c], schema.nullable.get(c, False), i))
+    return cols
+
+
+def validate_columnar(data: Any, schema: InputSchema, max_rows: int) -> Columns:
+    """Columns as {feature: [values]} -> checked columns."""
+    if not isinstance(data, dict):
+        raise RequestError(400, f"expected an object mapping feature names to lists, got {type(data).__name__}")
+    _check_names(data.keys(), schema, "inputs")
+    lengths = {c: len(v) if isinstance(v, list) else -1 for c, v in data.items()}
+    bad = [c for c, n in lengths.items() if n < 0]
+    if bad:
+        raise RequestError(422, f"feature {bad[0]!r} must be a list of values", bad[0])
+    if len(set(lengths.values())) > 1:
+        raise RequestError(422, f"feature columns have different lengths {lengths}")
+    _check_count(next(iter(lengths.values()), 0), max_rows)
+    return {c: [_check_value(v, c, schema.types[c], schema.nullable.get(c, False), i)
+                for i, v in enumerate(data[c])] for c in schema.columns}
+
+
+def n_rows(cols: Columns) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
