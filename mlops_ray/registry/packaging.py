@@ -107,6 +107,25 @@ def _find_fitted_dir(root: Path) -> Path | None:
     return None
 
 
+def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
+    """Only the ``artifacts/fitted`` folder for registry URIs (not the bundled code); all of it otherwise."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from mlops_ray.registry.pyfunc_model import ARTIFACT_KEY
+
+    if uri.startswith("models:/"):
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        repo = ModelsArtifactRepository(uri, tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            return Path(repo.download_artifacts(f"artifacts/{ARTIFACT_KEY}", dst_path=str(dst)))
+        except (MlflowException, OSError):
+            pass  # not an mlops_ray layout, or a store that cannot list subfolders: take everything
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                    tracking_uri=tracking_uri, registry_uri=tracking_uri))
+
+
 def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
                       dst_path: str | Path | None = None) -> FittedModel:
     """A FittedModel from a model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/...``)
@@ -121,7 +140,6 @@ def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
         if found is None:
             raise RegistryError(f"{uri} is not an mlops_ray model: no {META} in it or in artifacts/fitted")
         return load_fitted_model_dir(found)
-    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     tmp = None
@@ -129,8 +147,7 @@ def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
         tmp = tempfile.TemporaryDirectory(prefix="mlops_ray_load_")
         dst_path = tmp.name
     try:
-        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_path),
-                                                        tracking_uri=tracking_uri, registry_uri=tracking_uri))
+        root = _download(uri, Path(dst_path), tracking_uri)
         found = _find_fitted_dir(root)
         if found is None:
             raise RegistryError(f"{uri} is not an mlops_ray model (no artifacts/fitted/{META}); "

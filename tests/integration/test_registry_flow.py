@@ -1,0 +1,192 @@
+"""Registration, gate, aliases, lineage, model card and step cache against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+from mlops_ray.config import parse_config
+from mlops_ray.exceptions import RegistryError
+from mlops_ray.registry import (
+    alias_history,
+    find_cached_registration,
+    find_cached_run,
+    format_registration,
+    load_fitted_model,
+    promote,
+    register_model,
+    resolve_version,
+    rollback,
+)
+from mlops_ray.registry import register as register_mod
+from mlops_ray.runtime import Runtime, ensure_experiment
+from tests._registry_support import FakeSearch, fit_features, fit_model, make_frame, make_prepared
+
+
+def _cfg(**gate: object):
+    return parse_config({"name": "regtest", "data": {"source": {"bundled": "iris"}, "target": "label"},
+                         "registry": {"gate": {"n_bootstrap": 300, **gate}}})
+
+
+@pytest.fixture
+def setup(runtime: Runtime):
+    df = make_frame(360, seed=1)
+    train, hold = df.iloc[:200], df.iloc[200:]
+    features = fit_features(train)
+    prepared = make_prepared(train, hold, features)
+    return runtime, train, prepared
+
+
+def _search(runtime: Runtime, cfg, model) -> FakeSearch:
+    exp_id = ensure_experiment(runtime, cfg.experiment_name)
+    with mlflow.start_run(experiment_id=exp_id, run_name="search") as run:
+        mlflow.log_metric("cv_mean", 0.9)
+    return FakeSearch(model=model, parent_run_id=run.info.run_id, experiment_id=exp_id,
+                      best_config={"C": 1.0}, holdout_metrics={"accuracy": 0.9})
+
+
+def test_gate_moves_aliases_and_records_everything(setup) -> None:
+    runtime, train, prepared = setup
+    cfg = _cfg(thresholds={"accuracy": 0.4})
+    weak = fit_model(train, LogisticRegression(), prepared.features, columns=["x2"])
+    strong = fit_model(train, LogisticRegression(), prepared.features)
+
+    first = register_model(cfg, runtime, _search(runtime, cfg, weak), prepared)
+    assert first.accepted and first.version == "1" and first.aliases == {"champion": "1"}
+    assert "first model" in first.decision.reason
+
+    better = register_model(cfg, runtime, _search(runtime, cfg, strong), prepared)
+    assert better.accepted, better.decision.reason
+    assert better.aliases == {"champion": "2", "previous": "1"}
+    assert better.decision.bootstrap.ci_low > 0
+    text = format_registration(better)
+    assert "ACCEPTED" in text and "champion -> v2 (was v1)" in text
+
+    worse = register_model(cfg, runtime, _search(runtime, cfg, weak), prepared)
+    assert not worse.accepted and worse.decision.reason.startswith("worse than the champion")
+    assert worse.aliases == {"champion": "2", "previous": "1", "challenger": "3"}
+
+    # The same estimator refit: identical predictions, a tie that must not replace the champion.
+    tie = register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(),
+                                                                        prepared.features)), prepared)
+    assert not tie.accepted and "tie within noise" in tie.decision.reason
+    assert tie.aliases["champion"] == "2" and tie.aliases["challenger"] == "4"
+
+    info = resolve_version(runtime, cfg.model_name)  # default alias: champion
+    assert info.version == "2" and info.aliases == ["champion"]
+    tags = info.tags
+    assert tags["mlops_ray.data_fingerprint"] == prepared.fingerprint
+    assert tags["mlops_ray.config_hash"] == cfg.config_hash()
+    assert tags["mlops_ray.search_run_id"] == better.run_id
+    assert tags["mlops_ray.code_version"] and tags["mlops_ray.ray_job_id"] == "none"
+    assert tags["mlops_ray.holdout.accuracy"] == "0.9"
+    assert tags["mlops_ray.gate.decision"] == "accepted" and float(tags["mlops_ray.gate.ci_low"]) > 0
+    rejected = resolve_version(runtime, cfg.model_name, alias="challenger")
+    assert rejected.gate["decision"] == "rejected" and "tie within noise" in rejected.gate["reason"]
+
+    # The card is an artifact of the search run and the version's description.
+    cl = MlflowClient(runtime.tracking_uri)
+    card = Path(mlflow.artifacts.download_artifacts(run_id=better.run_id, artifact_path=better.card_path,
+                                                    tracking_uri=runtime.tracking_uri)).read_text()
+    assert "# regtest v2" in card and "beats the champion" in card and prepared.fingerprint in card
+    assert cl.get_model_version(cfg.model_name, "2").description.startswith("# regtest v2")
+
+    # Serve/monitor load the champion back as a FittedModel; it predicts like the in-memory one.
+    champ = load_fitted_model(f"models:/{cfg.model_name}@champion", tracking_uri=runtime.tracking_uri)
+    np.testing.assert_array_equal(champ.predict(prepared.holdout_frame), strong.predict(prepared.holdout_frame))
+
+    # Explicit promotion and rollback, each recorded with who and why.
+    moves = promote(runtime, cfg.model_name, 4, reason="ops wants v4", actor="alice")
+    assert {m.alias: m.version for m in moves} == {"champion": "4", "previous": "2", "challenger": None}
+    back = rollback(runtime, cfg.model_name, reason="v4 misbehaves", actor="bob")
+    assert {m.alias: m.version for m in back} == {"champion": "2", "previous": "4"}
+    history = alias_history(cl, cfg.model_name)
+    last = history[-1]
+    assert (last.actor, last.reason, last.replaced) in {("bob", "rollback: v4 misbehaves", "4"),
+                                                      ("bob", "rollback: v4 misbehaves", "2")}
+    assert any(m.actor == "alice" and m.alias == "champion" and m.version == "4" for m in history)
+    assert any(m.actor == "gate" for m in history)
+    v4_tags = cl.get_model_version(cfg.model_name, "4").tags
+    assert any(json.loads(v)["actor"] == "bob" for k, v in v4_tags.items() if k.startswith("mlops_ray.move."))
+
+
+def test_threshold_failure_leaves_no_champion(setup) -> None:
+    runtime, train, prepared = setup
+    cfg = _cfg(thresholds={"accuracy": 0.99})
+    reg = register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(),
+                                                                       prepared.features)), prepared)
+    assert not reg.accepted and reg.aliases == {"challenger": "1"}
+    assert "accuracy" in reg.decision.reason and "< min 0.99" in reg.decision.reason
+    with pytest.raises(RegistryError, match="no alias 'champion'"):
+        resolve_version(runtime, cfg.model_name)
+    with pytest.raises(RegistryError, match="no 'previous' version"):
+        rollback(runtime, cfg.model_name)
+
+
+def test_step_cache_finds_the_earlier_registration(setup) -> None:
+    runtime, train, prepared = setup
+    cfg = _cfg()
+    assert find_cached_registration(runtime, cfg, prepared.fingerprint) is None
+    reg = register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(),
+                                                                       prepared.features)), prepared)
+    hit = find_cached_registration(runtime, cfg, prepared.fingerprint)
+    assert hit is not None and hit.cached and (hit.name, hit.version) == (reg.name, reg.version)
+    assert hit.run_id == reg.run_id and hit.accepted
+    assert find_cached_run(runtime, cfg.experiment_name, prepared.fingerprint, cfg.config_hash(), "register") \
+        == reg.run_id
+    assert find_cached_registration(runtime, cfg, "another-fingerprint") is None
+    other = _cfg(margin=0.01)  # a different gate: a different training config
+    assert find_cached_registration(runtime, other, prepared.fingerprint) is None
+
+
+def test_failure_after_logging_leaves_nothing_half_registered(setup, monkeypatch) -> None:
+    runtime, train, prepared = setup
+    cfg = _cfg()
+    model = fit_model(train, LogisticRegression(), prepared.features)
+    first = register_model(cfg, runtime, _search(runtime, cfg, model), prepared)
+    assert first.aliases == {"champion": "1"}
+
+    def broken(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException("simulated outage while moving aliases")
+
+    # The fault is injected after the model was logged and the version created.
+    monkeypatch.setattr(register_mod, "move_aliases", broken)
+    search = _search(runtime, cfg, fit_model(train, LogisticRegression(C=0.5), prepared.features))
+    with pytest.raises(RegistryError, match=r"simulated outage.*logged to run .*undone: version 2 deleted"):
+        register_model(cfg, runtime, search, prepared)
+    cl = MlflowClient(runtime.tracking_uri)
+    versions = cl.search_model_versions(f"name = '{cfg.model_name}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert {a: str(v) for a, v in cl.get_registered_model(cfg.model_name).aliases.items()} == {"champion": "1"}
+    assert "mlops_ray.step.register" not in cl.get_run(search.parent_run_id).data.tags
+
+
+def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="does not exist"):
+        load_fitted_model(tmp_path / "no" / "such" / "model")
+    with pytest.raises(RegistryError, match="not an mlops_ray model"):
+        load_fitted_model(tmp_path)
+    with pytest.raises(RegistryError, match="could not load model 'models:/ghost/1'"):
+        load_fitted_model("models:/ghost/1", tracking_uri=runtime.tracking_uri)
+    with pytest.raises(RegistryError, match="no registered model named 'ghost'"):
+        resolve_version(runtime, "ghost")
+    with pytest.raises(RegistryError, match="promoting ghost v1 failed"):
+        promote(runtime, "ghost", 1)
+
+
+def test_search_run_must_exist(setup) -> None:
+    runtime, train, prepared = setup
+    cfg = _cfg()
+    search = FakeSearch(model=fit_model(train, LogisticRegression(), prepared.features),
+                        parent_run_id="0" * 32, experiment_id="0")
+    with pytest.raises(RegistryError, match="registering regtest failed"):
+        register_model(cfg, runtime, search, prepared)
+    assert MlflowClient(runtime.tracking_uri).search_registered_models() == []
