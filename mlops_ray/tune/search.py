@@ -1,0 +1,356 @@
+"""The tuning stage's Ray edge: build the Tuner, run or resume it, refit the winner, score the holdout.
+
+Everything decided here comes from ``cfg.tune``; the maths lives in the pure modules (spaces, metrics,
+estimators, cv) and MLflow writing in ``tracking``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlops_ray.exceptions import TuneError
+from mlops_ray.runtime import Runtime, code_version, connect_ray, ensure_experiment, env, ray_job_id
+from mlops_ray.tune.cv import expand_proba, predict_for_scoring
+from mlops_ray.tune.estimators import EstimatorFactory, make_factory
+from mlops_ray.tune.fitted import FittedModel
+from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
+from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
+from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
+from mlops_ray.tune.trainable import TrialData, TrialSpec, max_iterations, metric_key
+
+if TYPE_CHECKING:
+    from mlops_ray.config import PipelineConfig
+    from mlops_ray.data.prepared import PreparedData
+
+# Tune's per-trial overhead is mostly actor start-up, per-result logger files and placement-group churn.
+# These settings (applied only while the search runs, and only where the user did not set them) bring it
+# from ~1 s to a few tens of ms per trial: see benchmarks/BENCHMARKS.md.
+TUNE_ENV_DEFAULTS = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard files per trial: MLflow has it all
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",  # experiment state saved at most every 2 s (what --resume restores)
+    "TUNE_RESULT_BUFFER_LENGTH": "1",  # ASHA needs every fold's result at once
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "30",
+}
+
+
+@contextmanager
+def _tune_env(max_pending: int) -> Iterator[None]:
+    import os
+
+    wanted = {**TUNE_ENV_DEFAULTS, "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
+    added = [k for k in wanted if env(k) is None]
+    for k in added:
+        os.environ[k] = wanted[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def experiment_name(cfg: PipelineConfig, prepared: PreparedData) -> str:
+    """One Tune experiment folder per (pipeline, tune settings + seed, data): what --resume looks for."""
+    return f"{cfg.name}-{cfg.config_hash('tune', 'seed')[:10]}-{prepared.fingerprint[:10]}"
+
+
+def _trial_dirname(trial: Any) -> str:
+    return trial.trial_id
+
+
+def _check_prepared(prepared: PreparedData) -> None:
+    n = len(prepared.y_train)
+    if prepared.X_train.shape[0] != n or len(prepared.folds) != n:
+        raise TuneError(f"prepared data is inconsistent: X_train has {prepared.X_train.shape[0]} rows, y_train {n}, "
+                        f"folds {len(prepared.folds)}; rerun the data stage")
+    if n == 0:
+        raise TuneError("the training split is empty; check the data stage's report")
+
+
+def _check_resources(cpu: float, gpu: float) -> None:
+    import ray
+
+    total = ray.cluster_resources()
+    if cpu > total.get("CPU", 0) or gpu > total.get("GPU", 0):
+        raise TuneError(f"tune.resources asks {cpu} CPU / {gpu} GPU per trial but the Ray cluster has "
+                        f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU in all; lower tune.resources "
+                        "or connect to a bigger cluster (--address)")
+
+
+def _asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict[str, Any]) -> int:
+    cfg: dict[str, Any] = {}
+    for d in domains:
+        if d.name == "epochs":
+            cfg["epochs"] = int(d.high) if d.kind in ("uniform", "loguniform", "randint") else max(d.values)
+    return max_iterations(kind, n_folds, cfg, fixed)
+
+
+def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
+                    n_folds: int) -> dict[str, Any]:
+    ts = cfg.tune
+    return {
+        "searcher": ts.search, "scheduler": ts.scheduler, "num_samples": ts.num_samples,
+        "n_trials": count_trials(domains, ts.search, ts.num_samples), "metric": metric.name, "mode": metric.mode,
+        "estimator": factory.path, "kind": factory.kind, "fixed_params": dict(ts.model.params),
+        "search_space": describe(domains), "n_folds": n_folds, "cpu_per_trial": ts.resources.cpu,
+        "gpu_per_trial": ts.resources.gpu, "max_concurrent": ts.max_concurrent, "max_failures": ts.max_failures,
+        "seed": cfg.seed, "time_budget_s": ts.time_budget_s,
+        "asha": ts.asha.model_dump() if ts.scheduler == "asha" else None,
+    }
+
+
+def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[ParamDomain], kind: str,
+                       n_folds: int, slots: int) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    ts = cfg.tune
+    key = metric_key(metric.name)
+    max_concurrent = ts.max_concurrent or None
+    if ts.search == "optuna":
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        sampler = TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, ts.num_samples // 3)))
+        search_alg: Any = ConcurrencyLimiter(OptunaSearch(sampler=sampler, seed=cfg.seed),
+                                             max_concurrent=ts.max_concurrent or max(1, slots))
+        max_concurrent = None  # the limiter does it
+    else:
+        search_alg = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=ts.max_concurrent)
+    if ts.scheduler == "asha":
+        scheduler: Any = ASHAScheduler(time_attr="training_iteration",
+                                       max_t=_asha_max_t(kind, n_folds, domains, ts.model.params),
+                                       grace_period=ts.asha.grace_period, reduction_factor=ts.asha.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.TuneConfig(metric=key, mode=metric.mode, search_alg=search_alg, scheduler=scheduler,
+                           num_samples=ts.num_samples, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                           time_budget_s=ts.time_budget_s, trial_dirname_creator=_trial_dirname)
+
+
+def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> list[TrialSummary]:
+    from mlops_ray.tune.tracking import trial_index, trial_status
+
+    key = metric_key(metric.name)
+    out = []
+    for trial in grid._experiment_analysis.trials:  # Trial objects carry failures and the last result
+        last = dict(trial.last_result or {})
+        status = trial_status(last)
+        error = last.get("trial_error")
+        if trial.status == "ERROR":
+            status = "error"
+            err = trial.get_error()
+            error = error or (str(err).strip().splitlines()[-1] if err else "the trial's worker failed")
+        mean = last.get(key) if status != "error" else None
+        std = last.get(f"{key}_std") if status != "error" else None
+        out.append(TrialSummary(
+            trial_id=trial.trial_id, index=trial_index(trial.trial_id), config=dict(trial.config), status=status,
+            folds_done=int(last.get("folds_done", 0)), fold_scores=list(last.get("fold_scores", [])),
+            cv_mean=float(mean) if mean is not None else None, cv_std=float(std) if std is not None else None,
+            metrics={k: float(v) for k, v in last.items() if k.startswith(("mean_", "std_"))
+                     and isinstance(v, int | float) and math.isfinite(v)},
+            error=error, num_failures=int(trial.num_failures), run_id=state_runs.get(trial.trial_id),
+            seconds=last.get("elapsed_s")))
+    return sorted(out, key=lambda t: t.index)
+
+
+def _refit(factory: EstimatorFactory, config: dict[str, Any], data_ref: Any, cpu: float, gpu: float) -> Any:
+    """Fit the winner on every training row, as a Ray task with the trial's resources (a GPU if it had one)."""
+    import ray
+
+    def fit_all(factory: EstimatorFactory, config: dict[str, Any], data: TrialData) -> Any:
+        if factory.kind == "torch_mlp":
+            import torch
+
+            torch.set_num_threads(max(1, int(cpu)))
+        return factory.build(config).fit(data.X, data.y)
+
+    task = ray.remote(fit_all).options(num_cpus=cpu, num_gpus=gpu, max_retries=1)
+    try:
+        return ray.get(task.remote(factory, config, data_ref))
+    except Exception as e:
+        raise TuneError(f"refitting the best config {config} on all training rows failed: {e}") from e
+
+
+def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *, resume: bool = False) -> SearchResult:
+    """Search ``cfg.tune``'s space by k-fold CV on Ray Tune, refit the best config, score it on the holdout.
+
+    Logs a parent MLflow run (settings, best config, holdout metrics, plots) and one child run per trial.
+    ``resume=True`` continues the interrupted search for the same config and data (finished trials are
+    not rerun); it raises TuneError when there is none to resume.
+    """
+    import ray
+    from mlflow import MlflowClient
+    from ray import tune
+
+    from mlops_ray.tune.tracking import MlflowTrialCallback, TrackingState
+
+    t0 = time.perf_counter()
+    ts = cfg.tune
+    task = prepared.task
+    metric = resolve_metric(ts.metric, task)
+    domains = parse_space(ts.search_space)
+    check_for_searcher(domains, ts.search)
+    factory = make_factory(ts.model.kind, ts.model.estimator, task, ts.model.params, [d.name for d in domains],
+                           cfg.seed)
+    _check_prepared(prepared)
+    n_folds = prepared.n_folds
+    connect_ray(runtime)
+    _check_resources(ts.resources.cpu, ts.resources.gpu)
+
+    name = experiment_name(cfg, prepared)
+    runtime.tune_dir.mkdir(parents=True, exist_ok=True)
+    exp_path = runtime.tune_dir / name
+    state_path = runtime.tune_dir / f"{name}.mlflow.json"
+    if resume:
+        if not tune.Tuner.can_restore(str(exp_path)):
+            raise TuneError(f"no interrupted search to resume at {exp_path} (same pipeline name, tune settings, seed "
+                            "and data); run without --resume to start one")
+    elif exp_path.exists() or state_path.exists():
+        # An earlier search of the same config: keep it aside (its results are in MLflow), start afresh.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for p in (exp_path, state_path):
+            if p.exists():
+                p.rename(p.with_name(f"{p.name}.prev-{stamp}"))
+
+    settings = search_settings(cfg, metric, factory, domains, n_folds)
+    experiment_id = ensure_experiment(runtime, cfg.experiment_name)
+    client = MlflowClient(runtime.tracking_uri)
+    state = TrackingState(state_path)
+    parent_run_id = _start_parent(client, experiment_id, state, cfg, prepared, settings, resume)
+
+    try:
+        n_classes = len(prepared.features.classes or []) if task == "classification" else 0
+        data = TrialData(X=np.ascontiguousarray(prepared.X_train, dtype=np.float64), y=np.asarray(prepared.y_train),
+                         folds=np.asarray(prepared.folds), task=task, n_classes=n_classes)
+        data_ref = ray.put(data)  # once: every trial and fold reads this same object
+        spec = TrialSpec(factory=factory, metric=metric.name, mode=metric.mode, cpus=ts.resources.cpu,
+                         worst=float(metric.worst))
+        resources = {"cpu": ts.resources.cpu, "gpu": ts.resources.gpu}
+        trainable = tune.with_resources(tune.with_parameters(_cv_trial(), data=data_ref, spec=spec), resources)
+        from mlops_ray.tune.spaces import to_tune
+
+        param_space = to_tune(domains, ts.search)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // ts.resources.cpu))
+        with _tune_env(max_pending=slots + 1):
+            if resume:
+                tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
+                                           restart_errored=True, param_space=param_space)
+            else:
+                callback = MlflowTrialCallback(runtime.tracking_uri, experiment_id, state, metric_key(metric.name),
+                                               run_name_prefix=cfg.name)
+                run_config = tune.RunConfig(
+                    name=name, storage_path=str(runtime.tune_dir), verbose=0, callbacks=[callback],
+                    failure_config=tune.FailureConfig(max_failures=ts.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_frequency=0),
+                    log_to_file=False)
+                tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
+                                   tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots))
+            grid = tuner.fit()
+        import mlflow
+
+        mlflow.flush_async_logging()
+        trials = _summaries(grid, TrackingState(state_path).runs, metric)
+        best = pick_best(trials, metric.mode)
+        if best is None:
+            errors = sorted({t.error for t in trials if t.error})
+            raise TuneError(f"no trial of {len(trials)} scored all {n_folds} folds; errors: "
+                            f"{'; '.join(errors[:3]) or 'none (time budget too short?)'}. Check the search space "
+                            "and the estimator, or raise tune.time_budget_s")
+        estimator = _refit(factory, best.config, data_ref, ts.resources.cpu, ts.resources.gpu)
+        fitted = FittedModel(features=prepared.features, estimator=estimator, kind=ts.model.kind,  # type: ignore[arg-type]
+                             params=factory.params_for(best.config))
+        holdout = evaluate_holdout(fitted, prepared)
+        result = SearchResult(
+            model=fitted, best_config=dict(best.config), best_trial_id=best.trial_id, cv_mean=float(best.cv_mean),  # type: ignore[arg-type]
+            cv_std=float(best.cv_std or 0.0), metric=metric.name, mode=metric.mode, holdout_metrics=holdout,
+            parent_run_id=parent_run_id, experiment_id=experiment_id, trials=trials, search_settings=settings,
+            experiment_path=str(exp_path), seconds=time.perf_counter() - t0, resumed=resume)
+        _finish_parent(client, result, best)
+        return result
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        client.set_tag(parent_run_id, "mlops_ray.error", f"{type(e).__name__}: {e}"[:5000])
+        client.set_terminated(parent_run_id, status)
+        raise
+
+
+def _cv_trial() -> Any:
+    from mlops_ray.tune.trainable import cv_trial
+
+    return cv_trial
+
+
+def evaluate_holdout(fitted: FittedModel, prepared: PreparedData) -> dict[str, float]:
+    """Every metric of the task, once, on the holdout rows (never seen by the search)."""
+    if len(prepared.y_holdout) == 0:
+        return {}
+    pred, proba = predict_for_scoring(fitted.estimator, prepared.X_holdout, prepared.task)
+    n_classes = len(prepared.features.classes or []) if prepared.task == "classification" else 0
+    if prepared.task == "classification":
+        proba = expand_proba(proba, fitted.estimator, n_classes)
+    return score_all(prepared.task, np.asarray(prepared.y_holdout), pred, proba, n_classes)
+
+
+def _start_parent(client: Any, experiment_id: str, state: Any, cfg: PipelineConfig, prepared: PreparedData,
+                  settings: dict[str, Any], resume: bool) -> str:
+    from mlflow.entities import Param
+
+    if resume and state.parent_run_id:
+        client.update_run(state.parent_run_id, status="RUNNING")
+        client.set_tag(state.parent_run_id, "mlops_ray.resumed", "true")
+        return str(state.parent_run_id)
+    tags = {"mlops_ray.stage": "tune", "mlops_ray.data_fingerprint": prepared.fingerprint,
+            "mlops_ray.config_hash": cfg.config_hash(), "mlops_ray.pipeline": cfg.name,
+            "mlops_ray.code_version": code_version() or "unknown", "mlops_ray.ray_job_id": ray_job_id() or ""}
+    run = client.create_run(experiment_id, run_name=f"{cfg.name}-search", tags=tags)
+    params = [Param(f"search.{k}", json.dumps(v)[:6000] if not isinstance(v, str) else v)
+              for k, v in settings.items() if v is not None]
+    client.log_batch(run.info.run_id, params=params)
+    state.parent_run_id = run.info.run_id
+    state.save()
+    return str(run.info.run_id)
+
+
+def _finish_parent(client: Any, result: SearchResult, best: TrialSummary) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    from mlops_ray.tune.plots import plot_scores
+
+    rid = result.parent_run_id
+    ts = int(time.time() * 1000)
+    metrics = {"best_cv_mean": result.cv_mean, "best_cv_std": result.cv_std,
+               **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
+               "n_trials": len(result.trials), "n_completed": result.n_completed,
+               "n_stopped_early": sum(t.status == "stopped_early" for t in result.trials),
+               "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds}
+    client.log_batch(rid, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)],
+                     params=[Param(f"best.{k}", json.dumps(v) if not isinstance(v, str) else v)
+                             for k, v in sorted(result.best_config.items())],
+                     tags=[RunTag("mlops_ray.best_trial_id", best.trial_id),
+                           RunTag("mlops_ray.best_child_run_id", best.run_id or ""),
+                           RunTag("mlops_ray.metric", result.metric), RunTag("mlops_ray.mode", result.mode)])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "search_settings.json").write_text(json.dumps(result.search_settings, indent=1, default=str))
+        (out / "trials.json").write_text(json.dumps([asdict(t) for t in result.trials], indent=1, default=str))
+        (out / "best_config.json").write_text(json.dumps(result.best_config, indent=1, default=str))
+        client.log_artifacts(rid, str(out), artifact_path="search")
+        plot_dir = out / "plots"
+        plot_scores(result.trials, result.metric, plot_dir)
+        if plot_dir.exists():
+            client.log_artifacts(rid, str(plot_dir), artifact_path="plots")
+    client.set_terminated(rid, "FINISHED")
+
+
+__all__ = ["evaluate_holdout", "experiment_name", "run_search", "search_settings"]
