@@ -5,6 +5,9 @@
 in ``unknown_ids``: replicas flush their logs every ``monitor.flush_interval_s``, so a label can arrive
 before its prediction is on disk; the monitor's join picks it up once the row lands. Ids that never appear
 stay unjoined and are counted in the monitor report.
+
+A request with several rows is logged as several rows sharing its id: the plain id labels its first row,
+``"<request_id>#k"`` labels row k (0-based).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mlops_ray.exceptions import MonitorError
-from mlops_ray.monitor.logger import label_str
+from mlops_ray.monitor.logger import label_str, split_feedback_id
 
 FEEDBACK_DIR = "feedback"
 
@@ -120,9 +123,9 @@ def record_feedback(
         os.replace(tmp, final)
     except OSError as e:
         raise MonitorError(f"could not write feedback under {out}: {e}") from e
-    wanted = set(ids)
+    wanted = {split_feedback_id(i)[0] for i in ids}
     known = known_request_ids(folder, wanted) if folder.exists() else set()
-    unknown = [i for i in dict.fromkeys(ids) if i not in known]
+    unknown = [i for i in dict.fromkeys(ids) if split_feedback_id(i)[0] not in known]
     return FeedbackResult(accepted=len(ids), unknown_ids=unknown, path=str(final))
 
 

@@ -40,7 +40,21 @@ from mlops_ray.exceptions import MonitorError
 
 log = logging.getLogger(__name__)
 
-BASE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
+BASE_COLUMNS = ("request_id", "row", "timestamp", "model_name", "model_version")
+ROW_SEP = "#"  # feedback for row k of a multi-row request uses the id "<request_id>#k"
+
+
+def feedback_key(request_id: str, row: int) -> str:
+    """The id feedback uses for one logged row: the request id for its first row, ``id#k`` for row k."""
+    return request_id if row == 0 else f"{request_id}{ROW_SEP}{row}"
+
+
+def split_feedback_id(fid: str) -> tuple[str, int]:
+    """``"abc#2"`` -> ("abc", 2); a plain id -> (id, 0)."""
+    base, sep, tail = fid.rpartition(ROW_SEP)
+    if sep and base and tail.isdigit():
+        return base, int(tail)
+    return fid, 0
 
 
 def keep_request(request_id: str, sample_rate: float) -> bool:
@@ -210,8 +224,11 @@ class PredictionLogger:
         for c in chunks:
             feats = c.rows.reset_index(drop=True) if isinstance(c.rows, pd.DataFrame) else pd.DataFrame(list(c.rows))
             n = len(c.request_ids)
+            rid = pd.Series(c.request_ids, dtype="string")
             base = pd.DataFrame({
-                "request_id": c.request_ids,
+                "request_id": rid,
+                # position of the row within its request (one request may carry many rows)
+                "row": rid.groupby(rid, sort=False).cumcount().astype("int32"),
                 "timestamp": _to_utc(c.timestamps),
                 "model_name": [self.model_name] * n,
                 "model_version": [self.version] * n,

@@ -81,6 +81,7 @@ class ReferenceProfile:
     columns: dict[str, ColumnProfile]
     n_rows: int
     prediction: ColumnProfile | None = None
+    target: ColumnProfile | None = None  # the training labels (the data stage's ``target`` entry), if saved
 
     @property
     def column_names(self) -> list[str]:
@@ -91,6 +92,8 @@ class ReferenceProfile:
                                "columns": {k: c.to_dict() for k, c in self.columns.items()}}
         if self.prediction is not None:
             out["prediction"] = self.prediction.to_dict()
+        if self.target is not None:
+            out["target"] = {"name": self.target.name, **self.target.to_dict()}
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -179,7 +182,9 @@ def load_profile(source: ReferenceProfile | Mapping[str, Any] | str | Path) -> R
         raise MonitorError(f"reference profile format {fmt!r} is not supported; expected {PROFILE_FORMAT!r}")
     cols = {str(k): ColumnProfile.from_dict(str(k), v) for k, v in source["columns"].items()}
     pred = ColumnProfile.from_dict("prediction", source["prediction"]) if source.get("prediction") else None
-    return ReferenceProfile(cols, int(source.get("n_rows", 0)), pred)
+    tgt = source.get("target")
+    target = ColumnProfile.from_dict(str(tgt.get("name", "target")), tgt) if isinstance(tgt, Mapping) else None
+    return ReferenceProfile(cols, int(source.get("n_rows", 0)), pred, target)
 
 
 # ------------------------------------------------------------------------------------- live counts

@@ -28,7 +28,7 @@ def test_schema_and_flush_on_close(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.parquet"))  # nothing written yet: below flush_rows, interval not reached
     lg.close()
     df = _read(tmp_path)
-    assert list(df.columns) == ["request_id", "timestamp", "model_name", "model_version", "x", "c",
+    assert list(df.columns) == ["request_id", "row", "timestamp", "model_name", "model_version", "x", "c",
                                 "prediction", "proba_a", "proba_b"]
     assert df["request_id"].tolist() == ["r1", "r2"]
     assert df["model_version"].tolist() == ["1", "1"]
@@ -152,6 +152,13 @@ def test_feedback_accepts_and_reports_unknown_ids(tmp_path: Path) -> None:
     assert res2.unknown_ids == []
     fb = read_feedback(tmp_path / "m").set_index("request_id")
     assert fb.loc["r1", "label"] == "b" and fb.loc["r9", "label"] == "1" and fb.loc["r9", "label_value"] == 1.0
+
+
+def test_multi_row_request_rows_are_addressed_by_index(tmp_path: Path) -> None:
+    with PredictionLogger(tmp_path, model_name="m", version=1) as lg:
+        lg.log([{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], [0, 1, 2], request_ids=["q", "q", "q"])
+    assert _read(tmp_path)["row"].tolist() == [0, 1, 2]
+    assert record_feedback(tmp_path, ["q", "q#2", "z#1"], [0, 2, 1], model_name="m").unknown_ids == ["z#1"]
 
 
 def test_feedback_bad_input(tmp_path: Path) -> None:

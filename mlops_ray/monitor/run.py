@@ -1,0 +1,347 @@
+"""The monitor's edge: find the logs, the reference and the baseline, scan with Ray Data, report to MLflow.
+
+``run_monitor(cfg, runtime, name, version=None)`` reads ``<runtime.monitor_dir>/predictions/<name>/v<version>/``
+with ``ray.data.read_parquet``; each block is summarised by ``aggregate.block_summary`` (counts in the
+reference bins + rows joined to feedback labels) and only those summaries reach the driver.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from mlops_ray.config import MonitorSpec
+from mlops_ray.exceptions import MonitorError
+from mlops_ray.monitor.aggregate import (
+    BlockSummary,
+    block_summary,
+    check_columns,
+    feedback_map,
+    merge_summaries,
+    metric_over_time,
+    overall_metric,
+)
+from mlops_ray.monitor.decision import REGRESSION_METRICS, Performance, assess_performance, decide_retrain
+from mlops_ray.monitor.drift import compute_drift
+from mlops_ray.monitor.feedback import log_files, read_feedback
+from mlops_ray.monitor.profile import ReferenceProfile, load_profile
+from mlops_ray.monitor.result import MonitorReport
+
+if TYPE_CHECKING:
+    from mlops_ray.config import PipelineConfig
+    from mlops_ray.runtime import Runtime
+
+PREDICTIONS = "predictions"
+REFERENCE_FILE = "reference.json"
+TAG = "mlops_ray."
+
+
+def predictions_dir(runtime: Runtime) -> Path:
+    """Where Serve replicas write prediction logs (and feedback): ``<monitor_dir>/predictions``."""
+    return runtime.monitor_dir / PREDICTIONS
+
+
+def logged_versions(model_folder: Path) -> list[str]:
+    found = [p.name[1:] for p in model_folder.glob("v*") if p.is_dir() and any(p.glob("*.parquet"))]
+    return sorted(found, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+
+
+# ------------------------------------------------------------------------------- MLflow look-ups
+
+
+def _client(runtime: Runtime) -> Any:
+    from mlflow import MlflowClient
+
+    from mlops_ray.runtime import configure_mlflow
+
+    configure_mlflow(runtime)
+    return MlflowClient(tracking_uri=runtime.tracking_uri, registry_uri=runtime.tracking_uri)
+
+
+def _model_version(runtime: Runtime, name: str, version: str | None) -> Any | None:
+    """The MLflow ModelVersion (the champion when ``version`` is None), or None if the registry lacks it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        cl = _client(runtime)
+        return cl.get_model_version_by_alias(name, "champion") if version is None else cl.get_model_version(
+            name, str(version))
+    except MlflowException:
+        return None
+
+
+def resolve_reference(runtime: Runtime, name: str, version: str, mv: Any | None,
+                      reference: ReferenceProfile | Mapping[str, Any] | str | Path | None = None
+                      ) -> tuple[ReferenceProfile, str]:
+    """The training reference of a model version, and where it came from.
+
+    Order: the ``reference`` argument; a ``reference.json`` artifact of the version's run (what the
+    pipeline logs at registration); the data stage's output for the version's data fingerprint.
+    """
+    if reference is not None:
+        return load_profile(reference), "given"
+    tried: list[str] = []
+    if mv is not None and getattr(mv, "run_id", None):
+        cl = _client(runtime)
+        for path in _find_artifacts(cl, mv.run_id, REFERENCE_FILE):
+            import mlflow.artifacts
+
+            local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=path,
+                                                        tracking_uri=runtime.tracking_uri)
+            return load_profile(local), f"runs:/{mv.run_id}/{path}"
+        tried.append(f"no {REFERENCE_FILE} artifact in run {mv.run_id}")
+        fp = (mv.tags or {}).get(TAG + "data_fingerprint")
+        if fp:
+            for cand in sorted(runtime.data_dir.rglob(REFERENCE_FILE)):
+                if fp in str(cand.parent):
+                    return load_profile(cand), str(cand)
+            tried.append(f"no {REFERENCE_FILE} under {runtime.data_dir} for data fingerprint {fp}")
+    else:
+        tried.append(f"model {name!r} version {version} is not in the registry at {runtime.tracking_uri}")
+    raise MonitorError(
+        f"no reference profile for {name} v{version}: {'; '.join(tried)}. Pass one with --reference "
+        f"(a {REFERENCE_FILE} written by the data stage) or register the model through the pipeline, "
+        f"which logs it"
+    )
+
+
+def _find_artifacts(cl: Any, run_id: str, filename: str, path: str | None = None, depth: int = 0) -> list[str]:
+    out: list[str] = []
+    for info in cl.list_artifacts(run_id, path):
+        if info.is_dir and depth < 3:
+            out += _find_artifacts(cl, run_id, filename, info.path, depth + 1)
+        elif info.path.rsplit("/", 1)[-1] == filename:
+            out.append(info.path)
+    return out
+
+
+def holdout_baseline(mv: Any | None, runtime: Runtime, metric: str) -> float | None:
+    """The version's holdout value of ``metric`` (tag ``mlops_ray.holdout.<metric>``, else the run's metric)."""
+    if mv is None:
+        return None
+    tags = mv.tags or {}
+    for key in (f"{TAG}holdout.{metric}", f"holdout.{metric}"):
+        if key in tags:
+            try:
+                return float(tags[key])
+            except ValueError:
+                pass
+    if getattr(mv, "run_id", None):
+        metrics = _client(runtime).get_run(mv.run_id).data.metrics
+        for key in (f"holdout_{metric}", f"holdout.{metric}", f"holdout/{metric}"):
+            if key in metrics:
+                return float(metrics[key])
+    return None
+
+
+# ------------------------------------------------------------------------------------- scanning
+
+
+def check_log_schema(files: list[Path], expected: list[str]) -> None:
+    """Every log file must carry exactly the monitored model's features; else say which files and columns."""
+    problems = []
+    for f in files:
+        cols = pq.read_schema(f).names
+        version = f.parent.name[1:] if f.parent.name.startswith("v") else ""
+        p = check_columns(str(f), cols, expected, [version] if version else [])
+        if p is not None:
+            problems.append(p)
+    if problems:
+        versions = sorted({v for p in problems for v in p.versions})
+        shown = "\n  ".join(p.describe() for p in problems[:5])
+        more = f"\n  ... and {len(problems) - 5} more files" if len(problems) > 5 else ""
+        raise MonitorError(
+            f"{len(problems)} of {len(files)} prediction-log files do not match the monitored model's features "
+            f"{expected}:\n  {shown}{more}\nThey were written by model version(s) {', '.join(versions) or '?'} with "
+            "another schema. Monitor that version on its own (--version), or move those files out of the log folder."
+        )
+
+
+def _summarise(batch: pd.DataFrame, profile: dict[str, Any], feedback: dict[str, tuple[str, float]]
+               ) -> dict[str, list[bytes]]:
+    summary = block_summary(batch, load_profile(profile), feedback)
+    return {"summary": [pickle.dumps(summary)]}
+
+
+def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, tuple[str, float]]) -> BlockSummary:
+    """Counts and labelled rows of all ``files``, computed by Ray Data; merged on the driver."""
+    import ray.data
+
+    wanted = ["request_id", "row", "timestamp", "model_version", "prediction", *profile.column_names]
+    present = set(pq.read_schema(files[0]).names)
+    ds = ray.data.read_parquet([str(f) for f in files], columns=[c for c in wanted if c in present])
+    rows = ds.map_batches(_summarise, batch_format="pandas", batch_size=None,
+                          fn_kwargs={"profile": profile.to_dict(), "feedback": feedback}).take_all()
+    return merge_summaries((pickle.loads(r["summary"]) for r in rows), profile)
+
+
+def _task(cfg: PipelineConfig | None, files: list[Path], profile: ReferenceProfile) -> str:
+    if any(c.startswith("proba_") for c in pq.read_schema(files[-1]).names):
+        return "classification"
+    if cfg is not None and cfg.data.task != "auto":
+        return cfg.data.task
+    if profile.target is not None:
+        return "classification" if profile.target.kind == "categorical" else "regression"
+    return "regression"
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def run_monitor(
+    cfg: PipelineConfig | None,
+    runtime: Runtime,
+    name: str | None = None,
+    version: str | int | None = None,
+    *,
+    reference: ReferenceProfile | Mapping[str, Any] | str | Path | None = None,
+    log_dir: str | Path | None = None,
+    all_versions: bool = False,
+    write_report: bool = True,
+    log_to_mlflow: bool = True,
+) -> MonitorReport:
+    """Drift, live performance and the retrain decision for one model version's prediction log.
+
+    ``version`` None: the registry's champion, else the newest version with logs. ``all_versions``
+    scans the logs of every version (more traffic for the input-drift tests; all must share a schema).
+    Ray must be connected (``runtime.connect_ray``).
+    """
+    if name is None:
+        if cfg is None:
+            raise MonitorError("run_monitor needs a model name or a config (whose model_name is used)")
+        name = cfg.model_name
+    spec = cfg.monitor if cfg is not None else MonitorSpec()
+    root = Path(log_dir) if log_dir is not None else predictions_dir(runtime)
+    folder = root / name
+    if not folder.is_dir() or not logged_versions(folder):
+        raise MonitorError(
+            f"no prediction logs for model {name!r} under {folder}: deploy it (mlops-ray deploy) with "
+            f"monitor.sample_rate > 0 and send traffic; replicas flush every {spec.flush_interval_s}s"
+        )
+    mv = _model_version(runtime, name, None if version is None else str(version))
+    notes: list[str] = []
+    if version is None:
+        version = str(mv.version) if mv is not None else logged_versions(folder)[-1]
+        if mv is None:
+            notes.append(f"no champion alias in the registry: monitoring the newest logged version v{version}")
+    version = str(version)
+    files = log_files(folder, None if all_versions else version)
+    if not files:
+        raise MonitorError(
+            f"prediction log of {name} v{version} is empty ({folder / ('v' + version)} has no files); "
+            f"versions with logs: {', '.join(logged_versions(folder))}. Pass --version, or wait for traffic"
+        )
+    profile, source = resolve_reference(runtime, name, version, mv, reference)
+    notes.append(f"reference profile: {source}")
+    check_log_schema(files, profile.column_names)
+    task = _task(cfg, files, profile)
+    if profile.prediction is None and profile.target is not None and task == "classification":
+        # Without a profile of the model's own predictions, compare them with the training labels.
+        profile.prediction = profile.target
+        notes.append("prediction drift measured against the training label distribution")
+    elif profile.prediction is None:
+        notes.append("prediction drift not checked: the reference has no prediction profile")
+    feedback = read_feedback(folder)
+    total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {})
+    drift = compute_drift(profile, total.counts, spec.drift)
+    metric = "accuracy" if task == "classification" else (
+        cfg.tune.metric if cfg is not None and cfg.tune.metric in REGRESSION_METRICS else "r2")
+    labelled = total.labelled
+    if len(labelled):
+        metric, live = overall_metric(labelled, task, metric)
+        baseline = holdout_baseline(mv if mv is not None and str(mv.version) == version
+                                    else _model_version(runtime, name, version), runtime, metric)
+        perf = assess_performance(metric, live, baseline, spec.retrain.max_accuracy_drop)
+    else:
+        why = ("no feedback labels received yet (POST /v1/models/{name}/feedback)" if feedback.empty
+               else f"{len(feedback)} feedback labels received, none matches a logged request of v{version} yet")
+        perf = Performance(metric, "unknown", note=why.replace("{name}", name))
+    decision = decide_retrain(drift, perf, spec.retrain)
+    report = MonitorReport(
+        model_name=name, version=version, generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        n_rows=total.counts.n_rows, n_files=len(files), n_feedback=len(feedback), n_labelled=len(labelled),
+        time_range=(total.t_min, total.t_max), drift=drift, performance=perf, decision=decision,
+        metric_over_time=metric_over_time(labelled, task, metric), notes=notes,
+    )
+    if write_report:
+        from mlops_ray.monitor.report import write_report as _write
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        out = runtime.monitor_dir / "reports" / name / f"v{version}" / stamp
+        paths = _write(report, out)
+        report.report_dir, report.html_path = str(out), str(paths["html"])
+        if log_to_mlflow:
+            experiment = cfg.experiment_name if cfg is not None else name
+            report.mlflow_run_id = log_report(runtime, experiment, report, out)
+    return report
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w\-./ ]", "_", name)[:200]
+
+
+def log_report(runtime: Runtime, experiment: str, report: MonitorReport, out_dir: Path) -> str:
+    """One MLflow run (tagged ``mlops_ray.stage=monitor``) with the numbers, the decision and the report files."""
+    from mlops_ray.runtime import ensure_experiment
+
+    exp_id = ensure_experiment(runtime, experiment)
+    cl = _client(runtime)
+    d, p = report.drift, report.performance
+    run = cl.create_run(exp_id, run_name=f"monitor-{report.model_name}-v{report.version}", tags={
+        TAG + "stage": "monitor", TAG + "model_name": report.model_name, TAG + "model_version": report.version,
+        TAG + "decision": "retrain" if report.retrain else "none",
+        TAG + "reasons": "; ".join(report.decision.reasons)[:4900] or "-",
+    })
+    rid = run.info.run_id
+    metrics = {"rows": report.n_rows, "labelled_rows": report.n_labelled, "drift_detected": float(d.drift_detected),
+               "material_fraction": d.material_fraction, "retrain": float(report.retrain)}
+    for f in d.features:
+        metrics[_safe(f"psi.{f.name}")] = f.psi
+        metrics[_safe(f"p_adjusted.{f.name}")] = f.p_adjusted
+    if d.prediction is not None:
+        metrics["psi.prediction"] = d.prediction.psi
+    if p.live is not None and p.live.n:
+        metrics.update({f"live_{p.metric}": p.live.estimate, f"live_{p.metric}_low": p.live.low,
+                        f"live_{p.metric}_high": p.live.high})
+    from mlflow.entities import Metric, Param
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    params = {"alpha": d.alpha, "correction": d.correction, "psi_threshold": d.psi_threshold, "files": report.n_files}
+    cl.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v],
+                 params=[Param(k, str(v)) for k, v in params.items()])
+    cl.log_artifacts(rid, str(out_dir), "monitor")
+    cl.set_terminated(rid)
+    return rid
+
+
+def with_prediction_profile(reference: ReferenceProfile | Mapping[str, Any], model: Any,
+                            frame: pd.DataFrame) -> ReferenceProfile:
+    """The reference plus a profile of ``model``'s predictions on ``frame`` (e.g. the holdout rows)."""
+    from mlops_ray.monitor.profile import categorical_profile, numeric_profile
+
+    profile = load_profile(dict(reference) if isinstance(reference, Mapping) else reference)
+    preds = model.predict(frame)
+    if getattr(model, "task", "classification") == "classification":
+        from mlops_ray.monitor.logger import label_str
+
+        profile.prediction = categorical_profile("prediction", pd.Series([label_str(p) for p in preds]))
+    else:
+        profile.prediction = numeric_profile("prediction", preds)
+    return profile
+
+
+def log_reference(runtime: Runtime, run_id: str, reference: ReferenceProfile | Mapping[str, Any], *,
+                  model: Any | None = None, frame: pd.DataFrame | None = None) -> str:
+    """Log ``reference.json`` into a model's run (where ``run_monitor`` finds it); with ``model`` and
+    ``frame`` it includes the profile of the model's predictions, for the prediction-drift check."""
+    profile = (with_prediction_profile(reference, model, frame) if model is not None and frame is not None
+               else load_profile(reference))
+    _client(runtime).log_dict(run_id, profile.to_dict(), f"monitor/{REFERENCE_FILE}")
+    return f"runs:/{run_id}/monitor/{REFERENCE_FILE}"

@@ -1,0 +1,122 @@
+"""run_monitor on a real local Ray and a real MLflow store: drift, feedback join, report, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_ray.config import parse_config
+from mlops_ray.exceptions import MonitorError
+from mlops_ray.monitor.feedback import record_feedback
+from mlops_ray.monitor.logger import PredictionLogger
+from mlops_ray.monitor.profile import profile_from_frame
+from mlops_ray.monitor.run import predictions_dir, run_monitor
+from mlops_ray.runtime import Runtime
+
+CLASSES = ["no", "yes"]
+
+
+def _frame(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame({"age": rng.normal(40 + shift * 10, 10, n), "income": rng.lognormal(10, 0.5, n),
+                         "city": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])})
+
+
+def _predict(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    p_yes = 1 / (1 + np.exp(-(df["age"].to_numpy() - 40) / 5))
+    return np.where(p_yes > 0.5, "yes", "no"), np.c_[1 - p_yes, p_yes]
+
+
+def _cfg(name: str = "churn", **monitor: object) -> object:
+    return parse_config({"name": name, "data": {"source": {"path": "x.csv"}, "target": "y"},
+                         "monitor": {"drift": {"min_rows": 100}, **monitor}})
+
+
+def _log(runtime: Runtime, df: pd.DataFrame, version: int = 1, name: str = "churn", start: int = 0) -> list[str]:
+    ids = [f"v{version}-{start + i}" for i in range(len(df))]
+    labels, proba = _predict(df)
+    with PredictionLogger(predictions_dir(runtime), 1.0, flush_rows=150, flush_interval_s=60, model_name=name,
+                          version=version, classes=CLASSES, feature_types={"age": "double", "income": "double",
+                                                                          "city": "string"}) as lg:
+        for s in range(0, len(df), 50):  # many small batches, several files
+            lg.log(df.iloc[s:s + 50], labels[s:s + 50], proba[s:s + 50], ids[s:s + 50])
+            if s % 150 == 100:
+                lg.flush()  # several files, as several flush intervals would make
+    return ids
+
+
+@pytest.fixture
+def reference() -> object:
+    rng = np.random.default_rng(0)
+    ref = _frame(rng, 3000)
+    return profile_from_frame(ref, prediction=_predict(ref)[0])
+
+
+def test_no_drift_and_accuracy_with_interval(ray_session: str, runtime: Runtime, reference: object) -> None:
+    rng = np.random.default_rng(1)
+    live = _frame(rng, 600)
+    ids = _log(runtime, live)
+    truth, _ = _predict(live)
+    flip = rng.random(600) < 0.1  # the model is right 90% of the time
+    labels = np.where(flip, np.where(truth == "yes", "no", "yes"), truth)
+    res = record_feedback(predictions_dir(runtime), [*ids[:400], "ghost"], [*labels[:400], "no"], model_name="churn")
+    assert res.unknown_ids == ["ghost"]
+    rep = run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
+    assert rep.n_rows == 600 and rep.n_files >= 4 and rep.n_labelled == 400
+    assert not rep.drift.drift_detected and not rep.retrain
+    live_acc = rep.performance.live
+    assert live_acc is not None and live_acc.method == "wilson"
+    assert live_acc.low < 1 - flip[:400].mean() + 1e-9 < live_acc.high + 1e-9
+    assert live_acc.estimate == pytest.approx(1 - flip[:400].mean())
+    html = Path(rep.html_path).read_text()
+    assert "data:image/png;base64," in html and "no action" in html
+    assert {p.name for p in Path(rep.report_dir).glob("*.png")} == {"distributions.png", "drift_scores.png",
+                                                                    "metric_over_time.png"}
+    import mlflow
+
+    run = mlflow.get_run(rep.mlflow_run_id)
+    assert run.data.tags["mlops_ray.stage"] == "monitor" and run.data.metrics["rows"] == 600
+    assert "live_accuracy" in run.data.metrics
+    assert "monitor" in rep.summary() and "live accuracy" in rep.summary()
+
+
+def test_injected_drift_triggers_retrain(ray_session: str, runtime: Runtime, reference: object) -> None:
+    rng = np.random.default_rng(2)
+    live = _frame(rng, 500, shift=1.5)
+    live["city"] = rng.choice(["a", "b", "c", "zz"], 500, p=[0.1, 0.2, 0.3, 0.4])  # a new city appears
+    _log(runtime, live)
+    rep = run_monitor(_cfg(), runtime, "churn", 1, reference=reference, log_to_mlflow=False)
+    assert rep.drift.drift_detected
+    assert {"age", "city"} <= set(rep.drift.material_features)
+    assert "income" not in rep.drift.drifted_features
+    assert rep.drift.prediction_drift
+    assert rep.retrain and any("material drift" in r for r in rep.decision.reasons)
+    city = next(f for f in rep.drift.features if f.name == "city")
+    assert "zz" in city.new_categories
+    assert "unknown" in rep.summary()  # no feedback: said, not an error
+
+
+def test_too_few_rows_are_not_judged(ray_session: str, runtime: Runtime, reference: object) -> None:
+    _log(runtime, _frame(np.random.default_rng(3), 60, shift=2.0))
+    rep = run_monitor(_cfg(), runtime, "churn", 1, reference=reference, write_report=False)
+    assert not rep.drift.enough_data and not rep.retrain
+    assert any("min_rows" in n for n in rep.decision.notes)
+
+
+def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> None:
+    with pytest.raises(MonitorError, match="no prediction logs for model 'churn'"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
+    _log(runtime, _frame(np.random.default_rng(4), 200), version=1)
+    with pytest.raises(MonitorError, match=r"prediction log of churn v7 is empty.*versions with logs: 1"):
+        run_monitor(_cfg(), runtime, "churn", 7, reference=reference)
+    # version 2 was served with another feature set (a column renamed)
+    old = _frame(np.random.default_rng(5), 200).rename(columns={"income": "salary"})
+    labels, proba = _predict(old)
+    with PredictionLogger(predictions_dir(runtime), model_name="churn", version=2, classes=CLASSES) as lg:
+        lg.log(old, labels, proba)
+    with pytest.raises(MonitorError, match=r"(?s)lacks \['income'\].*'salary'.*version\(s\) 2"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=reference, all_versions=True)
+    with pytest.raises(MonitorError, match="no reference profile for churn v1"):
+        run_monitor(_cfg(), runtime, "churn", 1)
