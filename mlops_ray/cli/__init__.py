@@ -16,6 +16,7 @@ from mlops_ray.exceptions import MlopsRayError
 # One module per stage; each has `register(subparsers)` adding its commands with `func=handler`.
 COMMAND_MODULES: tuple[str, ...] = (
     "mlops_ray.cli.run",
+    "mlops_ray.cli.data",
     "mlops_ray.cli.cluster",
 )
 

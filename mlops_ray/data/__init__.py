@@ -1,0 +1,37 @@
+"""The data stage: files or a bundled set -> validated, cleaned, split, featurised data on Ray Data.
+
+Public API (imported lazily, so that ``import mlops_ray.data`` does not import Ray):
+
+* ``prepare(cfg, runtime, *, materialize=True) -> PreparedData``: the whole stage (Ray connected by the caller).
+* ``format_report(report) -> str``: the summary `mlops-ray data` prints.
+* ``load_bundled(name) -> pandas.DataFrame``: a scikit-learn bundled set, label in column ``target``.
+* ``compute_reference_profile(frame, numeric, categorical, *, target=None, ...) -> dict``: the monitoring
+  reference profile (format ``mlops_ray.reference/1``) of an in-memory frame.
+* ``generate_table(path, rows, *, seed, fmt, files) -> GenerateSummary``: the synthetic table generator.
+* ``FeaturePipeline``, ``PreparedData``, ``DataReport``: the stage's handoff types.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "prepare": "mlops_ray.data.stage",
+    "format_report": "mlops_ray.data.stage",
+    "load_bundled": "mlops_ray.data.sources",
+    "compute_reference_profile": "mlops_ray.data.fitting",
+    "generate_table": "mlops_ray.data.generate",
+    "GenerateSummary": "mlops_ray.data.generate",
+    "FeaturePipeline": "mlops_ray.data.features",
+    "PreparedData": "mlops_ray.data.prepared",
+    "DataReport": "mlops_ray.data.prepared",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mlops_ray.data' has no attribute {name!r}")

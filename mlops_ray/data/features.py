@@ -8,12 +8,15 @@ data stage, in tuning, in the packaged MLflow model and in the Serve replicas.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlops_ray.exceptions import DataError
 
@@ -106,6 +109,79 @@ class FeaturePipeline:
         if not blocks:
             return np.zeros((n, 0))
         return np.hstack(blocks)
+
+    def transform_columns(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Column arrays -> one float64 array per output feature (``feature_names_out``), no pandas.
+
+        The data stage's streaming path; numeric inputs are float arrays (NaN: missing), categorical
+        inputs object/str numpy arrays or Arrow string arrays (None/null: missing). Gives exactly what
+        ``transform`` gives, column by column.
+        """
+        missing = [c for c in self.input_order if c not in columns]
+        if missing:
+            raise DataError(f"input is missing feature column(s) {missing}; expected {self.input_order}")
+        out: dict[str, np.ndarray] = {}
+        for f in self.numeric:
+            out[f.name] = self._numeric_array(np.asarray(columns[f.name], dtype=np.float64), f)
+        for c in self.categorical:
+            raw = columns[c.name]
+            if isinstance(raw, pa.Array | pa.ChunkedArray):
+                codes = self._arrow_codes(raw, c)
+            else:
+                values = np.asarray(raw, dtype=object)
+                isna = pd.isna(values)
+                if isna.any():
+                    if c.fill is None:
+                        raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")
+                    values = np.where(isna, c.fill, values)
+                codes = self._codes(values.astype(str), c)
+            n = codes.shape[0]
+            if c.transform == "ordinal":
+                out[c.name] = codes.astype(np.float64)
+                continue
+            names = c.out_names()
+            for i, name in enumerate(names):
+                out[name] = (codes == i).astype(np.float64) if n else np.zeros(0)
+        return out
+
+    @staticmethod
+    def _arrow_codes(arr: pa.Array | pa.ChunkedArray, c: CategoricalFeature) -> np.ndarray:
+        """Category codes with Arrow kernels (the fast path for Arrow columns), same rules as ``_codes``."""
+        if arr.null_count:
+            if c.fill is None:
+                raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")
+            arr = pc.fill_null(arr, c.fill)
+        if not pa.types.is_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        other_code = len(c.categories) if c.has_other else -1
+        idx = pc.index_in(arr, value_set=pa.array(c.categories, pa.string()))
+        return np.asarray(pc.fill_null(idx, other_code).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    @staticmethod
+    def _codes(values: np.ndarray, c: CategoricalFeature) -> np.ndarray:
+        """Category index per value; OTHER's index for unseen values if fitted with one, else -1."""
+        other_code = len(c.categories) if c.has_other else -1
+        if not c.categories:
+            return np.full(values.shape[0], other_code, dtype=np.int64)
+        cats = np.asarray(c.categories, dtype=str)
+        order = np.argsort(cats)
+        pos = np.clip(np.searchsorted(cats[order], values), 0, len(cats) - 1)
+        hit = cats[order][pos] == values
+        return np.where(hit, order[pos], other_code).astype(np.int64)
+
+    @staticmethod
+    def _numeric_array(x: np.ndarray, f: NumericFeature) -> np.ndarray:
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if f.fill is None:
+                raise DataError(f"column {f.name!r} has {int(bad.sum())} missing or non-finite value(s) "
+                                "and no fill value was fitted (missing strategy 'drop' or 'none')")
+            x = np.where(bad, f.fill, x)
+        if f.clip_low is not None or f.clip_high is not None:
+            x = np.clip(x, f.clip_low, f.clip_high)
+        if f.transform != "none":
+            x = (x - f.center) / f.scale
+        return x
 
     @staticmethod
     def _numeric(col: pd.Series, f: NumericFeature) -> np.ndarray:

@@ -30,6 +30,11 @@ class DataReport:
     seconds: float = 0.0
     rejects_path: str | None = None
     output_dir: str | None = None
+    source: str = ""
+    task: str = ""
+    columns_ignored: list[str] = field(default_factory=list)  # input columns not in the schema (dropped)
+    quantiles_exact: bool = True  # False: quantiles came from merged block summaries (see docs/data.md)
+    seconds_by_pass: dict[str, float] = field(default_factory=dict)
 
     def reconciles(self) -> bool:
         return self.rows_read == self.rows_clean + self.rows_rejected

@@ -1,0 +1,140 @@
+"""Input resolution: bundled scikit-learn sets, and CSV/Parquet files (a file, a folder or a glob).
+
+Everything here runs on the driver before any Ray work: find the files, read each one's header or
+footer, and check the declared schema against it, so that a missing column or a corrupt file fails
+at once with the file's name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from mlops_ray.exceptions import DataError
+
+Format = Literal["csv", "parquet"]
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+BUNDLED_TARGET = "target"
+
+
+@dataclass
+class Source:
+    """Resolved input: a bundled frame, or files of one format with their Arrow schemas."""
+
+    description: str
+    format: Literal["bundled", "csv", "parquet"]
+    files: list[str] = field(default_factory=list)
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)  # file (or bundled name) -> schema
+    frame: pd.DataFrame | None = None
+
+    @property
+    def first_schema(self) -> pa.Schema:
+        return next(iter(self.schemas.values()))
+
+    def all_columns(self) -> list[str]:
+        names: list[str] = []
+        for s in self.schemas.values():
+            names += [n for n in s.names if n not in names]
+        return names
+
+    def total_bytes(self) -> int:
+        if self.frame is not None:
+            return int(self.frame.memory_usage(deep=True).sum())
+        return sum(os.path.getsize(f) for f in self.files)
+
+
+def load_bundled(name: str) -> pd.DataFrame:
+    """A scikit-learn bundled data set as one frame, its label in column ``target`` (no download)."""
+    from sklearn import datasets
+
+    loaders = {"breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris,
+               "wine": datasets.load_wine, "digits": datasets.load_digits, "diabetes": datasets.load_diabetes}
+    if name not in loaders:
+        raise DataError(f"unknown bundled data set {name!r}; choose one of {', '.join(loaders)}")
+    bunch = loaders[name](as_frame=True)
+    frame = bunch.frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    if BUNDLED_TARGET not in frame.columns:  # pragma: no cover - every loader above names it "target"
+        frame[BUNDLED_TARGET] = bunch.target
+    return frame.reset_index(drop=True)
+
+
+def _format_of(path: str) -> Format | None:
+    low = path.lower()
+    for ext, fmt in _EXTENSIONS.items():
+        if low.endswith(ext):
+            return fmt
+    return None
+
+
+def resolve_files(path: str, fmt: Literal["auto", "csv", "parquet"] = "auto") -> tuple[list[str], Format]:
+    """The data files that ``path`` names (file, folder, or glob), sorted, and their one format."""
+    if any(ch in path for ch in "*?["):
+        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        where = f"glob {path!r}"
+    elif os.path.isdir(path):
+        files = sorted(
+            str(p) for p in Path(path).rglob("*")
+            if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+            and (fmt != "auto" or _format_of(str(p)) is not None)
+        )
+        where = f"folder {path}"
+    elif os.path.isfile(path):
+        files = [path]
+        where = f"file {path}"
+    else:
+        raise DataError(f"data.source.path {path!r} does not exist; give a file, a folder or a glob "
+                        "(relative paths resolve against the config file's folder)")
+    if not files:
+        raise DataError(f"no data files found in {where}; expected .csv or .parquet files")
+    if fmt != "auto":
+        return files, fmt
+    formats = {_format_of(f) for f in files}
+    if None in formats:
+        unknown = [f for f in files if _format_of(f) is None][:3]
+        raise DataError(f"cannot tell the format of {unknown} from the extension; set data.source.format "
+                        "to csv or parquet")
+    if len(formats) > 1:
+        raise DataError(f"{where} mixes CSV and Parquet files; point data.source.path at one format")
+    return files, formats.pop()  # type: ignore[return-value]
+
+
+def read_file_schema(path: str, fmt: Format) -> pa.Schema:
+    """The file's columns and types from its footer (Parquet) or first block (CSV)."""
+    if os.path.getsize(path) == 0:
+        raise DataError(f"file {path} is empty (0 bytes, not even a header); remove it or regenerate it")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_schema(path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"Parquet file {path} is corrupt or not Parquet ({e}); remove or rewrite it") from e
+    import pyarrow.csv as pacsv
+
+    try:
+        reader = pacsv.open_csv(path)
+        schema = reader.schema
+        reader.close()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"CSV file {path} cannot be parsed ({e}); check its header and delimiter") from e
+    return schema
+
+
+def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "csv", "parquet"]) -> Source:
+    """Find and inspect the input: nothing is read beyond headers and footers."""
+    if bundled is not None:
+        frame = load_bundled(bundled)
+        schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        return Source(f"bundled:{bundled}", "bundled", schemas={f"bundled:{bundled}": schema}, frame=frame)
+    if path is None:
+        raise DataError("data.source needs 'bundled' or 'path'")
+    files, resolved = resolve_files(path, fmt)
+    schemas = {f: read_file_schema(f, resolved) for f in files}
+    return Source(path, resolved, files=files, schemas=schemas)
