@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_ray.cli.run",
     "mlops_ray.cli.data",
     "mlops_ray.cli.cluster",
+    "mlops_ray.cli.monitor",
 )
 
 

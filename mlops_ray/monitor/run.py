@@ -1,6 +1,6 @@
 """The monitor's edge: find the logs, the reference and the baseline, scan with Ray Data, report to MLflow.
 
-``run_monitor(cfg, runtime, name, version=None)`` reads ``<runtime.monitor_dir>/predictions/<name>/v<version>/``
+``run_monitor(cfg, runtime, name, version=None)`` reads ``<runtime.monitor_dir>/<name>/v<version>/*.parquet``
 with ``ray.data.read_parquet``; each block is summarised by ``aggregate.block_summary`` (counts in the
 reference bins + rows joined to feedback labels) and only those summaries reach the driver.
 """
@@ -38,14 +38,14 @@ if TYPE_CHECKING:
     from mlops_ray.config import PipelineConfig
     from mlops_ray.runtime import Runtime
 
-PREDICTIONS = "predictions"
+REPORTS = "_reports"  # model names cannot start with "_", so this never clashes with a model's log folder
 REFERENCE_FILE = "reference.json"
 TAG = "mlops_ray."
 
 
 def predictions_dir(runtime: Runtime) -> Path:
-    """Where Serve replicas write prediction logs (and feedback): ``<monitor_dir>/predictions``."""
-    return runtime.monitor_dir / PREDICTIONS
+    """Where Serve replicas write prediction logs and feedback: ``<monitor_dir>/<model>/v<version>/``."""
+    return runtime.monitor_dir
 
 
 def logged_versions(model_folder: Path) -> list[str]:
@@ -274,7 +274,7 @@ def run_monitor(
         from mlops_ray.monitor.report import write_report as _write
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        out = runtime.monitor_dir / "reports" / name / f"v{version}" / stamp
+        out = runtime.monitor_dir / REPORTS / name / f"v{version}" / stamp
         paths = _write(report, out)
         report.report_dir, report.html_path = str(out), str(paths["html"])
         if log_to_mlflow:

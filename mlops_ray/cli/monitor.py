@@ -1,0 +1,90 @@
+"""`mlops-ray monitor NAME` and `mlops-ray retrain CONFIG`: drift / live accuracy reports and the retrain trigger."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from mlops_ray.cli._common import add_config_arg, add_runtime_args, parse_overrides, print_json
+
+EXIT_RETRAIN = 3  # with --fail-on-retrain: lets cron / CI act on the decision
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("monitor", help="drift, live accuracy and the retrain decision for a served model's log")
+    m.add_argument("name", help="registered model name (the folder under <workdir>/monitor/)")
+    m.add_argument("--config", help="pipeline spec (YAML): monitor thresholds, experiment, task (default: defaults)")
+    m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set monitor.drift.alpha=0.01")
+    m.add_argument("--version", help="model version (default: the champion, else the newest logged version)")
+    m.add_argument("--reference", help="reference profile JSON (default: the one logged with the model)")
+    m.add_argument("--all-versions", action="store_true", help="scan the logs of every version (one schema)")
+    m.add_argument("--every", type=float, nargs="?", const=-1.0, metavar="SECONDS",
+                   help="repeat every SECONDS (alone: the config's monitor.schedule_s); Ctrl-C stops")
+    m.add_argument("--no-mlflow", action="store_true", help="write the report files but log nothing to MLflow")
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m.add_argument("--fail-on-retrain", action="store_true", help=f"exit {EXIT_RETRAIN} when retraining is advised")
+    add_runtime_args(m)
+    m.set_defaults(func=_monitor)
+
+    r = sub.add_parser("retrain", help="retrain on the training data + labelled logged rows if the monitor says so")
+    add_config_arg(r)
+    add_runtime_args(r)
+    r.add_argument("--force", action="store_true", help="retrain without asking the monitor")
+    r.add_argument("--version", help="model version the monitor judges (default: the champion)")
+    r.add_argument("--steps", help="pipeline steps for the retrained model (default: the config's)")
+    r.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
+    r.set_defaults(func=_retrain)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from mlops_ray.config import load_config
+    from mlops_ray.runtime import resolve_runtime
+
+    cfg = load_config(args.config, parse_overrides(args.overrides)) if args.config else None
+    rt = resolve_runtime(cfg, workdir=args.workdir, address=args.address)
+    return cfg, rt
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from mlops_ray.exceptions import ConfigError, MonitorError
+    from mlops_ray.monitor.run import run_monitor
+    from mlops_ray.runtime import connect_ray
+
+    cfg, rt = _load(args)
+    every = args.every
+    if every is not None and every < 0:
+        every = cfg.monitor.schedule_s if cfg is not None else None
+        if every is None:
+            raise ConfigError("--every without SECONDS needs --config with monitor.schedule_s set")
+    connect_ray(rt)
+    while True:
+        try:
+            rep = run_monitor(cfg, rt, args.name, args.version, reference=args.reference,
+                              all_versions=args.all_versions, log_to_mlflow=not args.no_mlflow)
+        except MonitorError as e:
+            if every is None:
+                raise
+            print(f"error: {e}", file=sys.stderr)  # on a schedule: logs may simply not be there yet
+            rep = None
+        if rep is not None:
+            print_json(rep.summary_dict()) if args.json else print(rep.summary())
+        if every is None:
+            return EXIT_RETRAIN if args.fail_on_retrain and rep is not None and rep.retrain else 0
+        sys.stdout.flush()
+        time.sleep(every)
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from mlops_ray.cli._common import load
+    from mlops_ray.monitor.retrain import retrain
+
+    cfg, rt = load(args)
+    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
+    result = retrain(cfg, rt, force=args.force, version=args.version, steps=steps, use_cache=not args.no_cache)
+    if result.monitor is not None:
+        print(result.monitor.summary())
+    print(result.summary())
+    return 0
