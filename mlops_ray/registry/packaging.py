@@ -140,8 +140,12 @@ def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
         if found is None:
             raise RegistryError(f"{uri} is not an mlops_ray model: no {META} in it or in artifacts/fitted")
         return load_fitted_model_dir(found)
+    import mlflow
     from mlflow.exceptions import MlflowException
 
+    from mlops_ray.registry.store import check_reachable
+
+    check_reachable(tracking_uri or mlflow.get_tracking_uri())
     tmp = None
     if dst_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="mlops_ray_load_")

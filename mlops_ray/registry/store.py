@@ -40,9 +40,9 @@ def mlflow_errors(action: str, runtime: Runtime) -> Iterator[None]:
                             "Start the server or unset MLFLOW_TRACKING_URI to use the local SQLite store") from e
 
 
-def check_reachable(runtime: Runtime, timeout_s: float = 5.0) -> None:
+def check_reachable(runtime: Runtime | str, timeout_s: float = 5.0) -> None:
     """Fail fast (instead of MLflow's minutes of retries) when a tracking server is down."""
-    uri = runtime.tracking_uri
+    uri = runtime if isinstance(runtime, str) else runtime.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
     import requests

@@ -1,0 +1,96 @@
+"""The packaged model through MLflow's own loader, in a plain Python process with no Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from mlops_ray.config import parse_config
+from mlops_ray.exceptions import RegistryError
+from mlops_ray.registry import load_fitted_model, log_fitted_model, register_model
+from mlops_ray.runtime import Runtime, ensure_experiment
+from tests._registry_support import FakeSearch, fit_features, fit_model, make_frame, make_prepared
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import mlflow
+    import pandas as pd
+
+    uri, model_uri, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    out = model.predict(pd.DataFrame(rows))
+    import mlops_ray
+    print(json.dumps({
+        "columns": list(out.columns),
+        "prediction": out["prediction"].tolist(),
+        "proba_yes": out["proba_yes"].tolist(),
+        "ray_imported": any(m == "ray" or m.startswith("ray.") for m in sys.modules),
+        "mlops_ray_from": mlops_ray.__file__,
+        "input_names": model.metadata.get_input_schema().input_names(),
+    }))
+""")
+
+
+def test_pyfunc_loads_in_a_plain_process_without_ray(runtime: Runtime, tmp_path: Path) -> None:
+    df = make_frame(200)
+    train, hold = df.iloc[:140], df.iloc[140:]
+    features = fit_features(train)
+    prepared = make_prepared(train, hold, features)
+    model = fit_model(train, RandomForestClassifier(n_estimators=8, random_state=0), features)
+    cfg = parse_config({"name": "pyfunc-test", "data": {"source": {"bundled": "iris"}}})
+    exp = ensure_experiment(runtime, cfg.experiment_name)
+    with mlflow.start_run(experiment_id=exp) as run:
+        pass
+    reg = register_model(cfg, runtime, FakeSearch(model=model, parent_run_id=run.info.run_id, experiment_id=exp),
+                         prepared)
+    rows = hold[features.input_columns].head(7)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, runtime.tracking_uri, "models:/pyfunc-test@champion",
+                           rows.to_json(orient="records")],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["columns"] == ["prediction", "proba_no", "proba_yes"]
+    assert out["prediction"] == model.predict(rows).tolist()
+    np.testing.assert_allclose(out["proba_yes"], model.predict_proba(rows)[:, 1])
+    assert not out["ray_imported"]
+    # The model carries its own copy of the package (MLflow code_paths): it loads where mlops_ray is not installed.
+    assert "/code/mlops_ray/" in out["mlops_ray_from"]
+    assert out["input_names"] == ["x1", "x2", "color"]
+    assert reg.model_uri == "models:/pyfunc-test/1"
+
+
+def test_logged_model_has_signature_and_example(runtime: Runtime) -> None:
+    df = make_frame(80)
+    model = fit_model(df, RandomForestClassifier(n_estimators=3, random_state=0))
+    exp = ensure_experiment(runtime, "sig")
+    with mlflow.start_run(experiment_id=exp):
+        info = log_fitted_model(model, input_example=df, bundle_code=False)
+    sig = info.signature
+    assert [(c.name, c.type.name) for c in sig.inputs.inputs] == [("x1", "double"), ("x2", "double"),
+                                                                  ("color", "string")]
+    assert [c.name for c in sig.outputs.inputs] == ["prediction", "proba_no", "proba_yes"]
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    example = json.loads((local / "input_example.json").read_text())
+    assert example["columns"] == ["x1", "x2", "color"] and len(example["data"]) == 5
+    assert (local / "artifacts" / "fitted" / "estimator.skops").is_file()
+    assert not list(local.rglob("*.pkl")) and not (local / "python_model.pkl").exists()
+    # The same model loads as a FittedModel from the logged folder and from its URI.
+    for src in (local, info.model_uri):
+        loaded = load_fitted_model(src)
+        np.testing.assert_array_equal(loaded.predict(df), model.predict(df))
+    # Bad input through pyfunc: a missing column is refused with the column named.
+    pyf = mlflow.pyfunc.load_model(info.model_uri)
+    with pytest.raises(Exception, match="x1"):
+        pyf.predict(pd.DataFrame({"x2": [0.1], "color": ["red"]}))
+    with pytest.raises(RegistryError, match="does not exist"):
+        load_fitted_model(local / "missing")
