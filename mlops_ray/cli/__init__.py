@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_ray.cli.data",
     "mlops_ray.cli.cluster",
     "mlops_ray.cli.monitor",
+    "mlops_ray.cli.registry",
 )
 
 

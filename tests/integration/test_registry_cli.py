@@ -1,0 +1,57 @@
+"""`mlops-ray promote` and `mlops-ray models` against a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlops_ray.cli import main
+from mlops_ray.config import parse_config
+from mlops_ray.registry import register_model
+from mlops_ray.runtime import Runtime, ensure_experiment
+from tests._registry_support import FakeSearch, fit_features, fit_model, make_frame, make_prepared
+
+
+def test_promote_and_models_commands(runtime: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    df = make_frame(200)
+    train, hold = df.iloc[:120], df.iloc[120:]
+    prepared = make_prepared(train, hold, fit_features(train))
+    cfg = parse_config({"name": "clitest", "data": {"source": {"bundled": "iris"}},
+                        "registry": {"bundle_code": False, "gate": {"n_bootstrap": 100}}})
+    for c in (1.0, 1.0):  # the second is a tie: registered as challenger
+        exp = ensure_experiment(runtime, cfg.experiment_name)
+        with mlflow.start_run(experiment_id=exp) as run:
+            pass
+        model = fit_model(train, LogisticRegression(C=c), prepared.features)
+        register_model(cfg, runtime, FakeSearch(model=model, parent_run_id=run.info.run_id, experiment_id=exp),
+                       prepared)
+    uri = ["--tracking-uri", runtime.tracking_uri]
+    capsys.readouterr()
+
+    assert main(["models", *uri]) == 0
+    assert "clitest  latest v2  challenger=v2, champion=v1" in capsys.readouterr().out
+
+    assert main(["promote", "clitest", "2", "--reason", "canary looked fine", "--actor", "carol", *uri]) == 0
+    out = capsys.readouterr().out
+    assert "alias champion -> v2 (was v1) by carol" in out and "canary looked fine" in out
+
+    assert main(["models", "clitest", "--history", *uri]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1].split()[:3] == ["2", "champion", "rejected"]  # rejected by the gate, promoted by hand
+    assert "tie within noise" in lines[1]
+    assert lines[2].split()[:3] == ["1", "previous", "accepted"]
+    assert "by carol: promote: canary looked fine" in out and "by gate:" in out
+
+    assert main(["models", "clitest", "--json", *uri]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in data["versions"]] == ["2", "1"]
+    assert data["versions"][0]["tags"]["mlops_ray.data_fingerprint"] == prepared.fingerprint
+
+    assert main(["promote", "clitest", "9", *uri]) == 1
+    assert "error: promoting clitest v9 failed" in capsys.readouterr().err
+    assert main(["models", "nosuch", *uri]) == 1
+    assert "no registered model named 'nosuch'" in capsys.readouterr().err
