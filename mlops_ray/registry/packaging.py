@@ -43,8 +43,8 @@ def build_signature(fitted: FittedModel) -> ModelSignature:
 
 def pip_requirements(fitted: FittedModel) -> list[str]:
     """Pinned versions of what the packaged model imports when served by MLflow tools."""
-    names = ["mlflow", "numpy", "pandas", "pydantic", "pyyaml"]
-    names += ["scikit-learn", "skops"] if fitted.kind == "sklearn" else ["torch"]
+    names = ["mlflow", "numpy", "pandas", "pydantic", "pyyaml", "scikit-learn"]
+    names += ["skops"] if fitted.kind == "sklearn" else ["torch"]
     out = []
     for n in names:
         try:

@@ -130,3 +130,27 @@ def test_model_card_has_the_sections() -> None:
     for part in ("# m v2", "## Gate decision", "**rejected**", "paired bootstrap", "## Lineage", "abc",
                  "holdout accuracy", "## Features", "## Configuration"):
         assert part in card, part
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_torch_mlp_round_trip_without_pickle(tmp_path: Path, task: str) -> None:
+    from mlops_ray.tune.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
+
+    df = make_frame(120)
+    features = fit_features(df)
+    X = features.transform(df)
+    if task == "classification":
+        est = TorchMLPClassifier(epochs=3, width=8, depth=1, random_state=0, device="cpu").fit(X, class_indices(df))
+    else:
+        features.task, features.classes = "regression", None
+        est = TorchMLPRegressor(epochs=3, width=8, depth=1, random_state=0, device="cpu").fit(X, df["x1"].to_numpy())
+    fitted = FittedModel(features=features, estimator=est, kind="torch_mlp", params=est.get_params())
+    path = save_fitted_model(fitted, tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["features.json", "meta.json", "state_dict.pt", "torch_mlp.json"]
+    import torch
+
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(path / "state_dict.pt", weights_only=True).values())
+    loaded = load_fitted_model_dir(path)
+    np.testing.assert_allclose(loaded.predict_matrix(X)[0] if task == "regression" else loaded.predict_proba(df),
+                               fitted.predict_matrix(X)[0] if task == "regression" else fitted.predict_proba(df),
+                               rtol=1e-5)
