@@ -66,7 +66,19 @@ def connect(runtime: Runtime, *, start_head: bool, fast_mode: bool = True) -> No
         raise ServeError(f"no Ray with a Serve application for {runtime.workdir}: run `mlops-ray deploy` first "
                          "(or pass --address / set RAY_ADDRESS)")
     address = head.address if head is not None else ensure_local_head(runtime, fast_mode=fast_mode)
+    _match_head_auth()
     ray.init(address=address, log_to_driver=False)
+
+
+def _match_head_auth() -> None:
+    """Use token auth when a token exists, as `ray start` decided for the head (a driver does not by itself)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # an older Ray without token auth
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _apps() -> dict[str, Any]:

@@ -102,10 +102,10 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
     return address
 
 
-def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
-    """SIGTERM the process group of ``pid`` (then SIGKILL); `ray start --block` stops its head on SIGTERM."""
+def stop_pid(pid: int, timeout_s: float = 45.0) -> None:
+    """SIGTERM ``pid`` (`ray start --block` then drains and stops its head), SIGKILL its group if it lingers."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout_s
