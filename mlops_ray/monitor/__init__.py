@@ -40,6 +40,7 @@ _EXPORTS = {
     "retrain": "mlops_ray.monitor.retrain",
     "RetrainResult": "mlops_ray.monitor.retrain",
     "build_retrain_data": "mlops_ray.monitor.retrain",
+    "attach_reference": "mlops_ray.monitor.retrain",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -149,6 +149,7 @@ def build_retrain_data(cfg: PipelineConfig, runtime: Runtime, name: str | None =
     features = [c for c in original.columns if c != target]
     folder = Path(log_dir or predictions_dir(runtime)) / name
     logged_features = _logged_features(folder)
+    # The training features that were logged; a file lacking one of them is skipped (another schema).
     columns = [c for c in features if c in logged_features]
     labelled, skipped = (labelled_log_rows(folder, columns, target) if columns else (pd.DataFrame(), []))
     parts = [original]
@@ -174,8 +175,10 @@ def build_retrain_data(cfg: PipelineConfig, runtime: Runtime, name: str | None =
 def _logged_features(folder: Path) -> set[str]:
     import pyarrow.parquet as pq
 
-    files = log_files(folder)
-    return set(feature_columns(pq.read_schema(files[-1]).names)) if files else set()
+    out: set[str] = set()
+    for f in log_files(folder):
+        out |= set(feature_columns(pq.read_schema(f).names))
+    return out
 
 
 def retrain_config(cfg: PipelineConfig, data_path: Path) -> PipelineConfig:
@@ -221,4 +224,18 @@ def retrain(
     from mlops_ray.pipeline import run_pipeline
 
     result = run_pipeline(new_cfg, runtime, steps=steps, use_cache=use_cache)
+    attach_reference(runtime, result)
     return RetrainResult(True, reasons, data, new_cfg, result, report)
+
+
+def attach_reference(runtime: Runtime, result: Any) -> str | None:
+    """Log the reference profile (with the new model's prediction profile) into the registered version's run,
+    where ``run_monitor`` looks for it. A no-op when the pipeline registered nothing."""
+    from mlops_ray.monitor.run import log_reference
+
+    reg, prepared = getattr(result, "registration", None), getattr(result, "prepared", None)
+    if reg is None or prepared is None or not getattr(reg, "run_id", None):
+        return None
+    model = getattr(getattr(result, "search", None), "model", None)
+    frame = prepared.holdout_frame if model is not None and len(prepared.holdout_frame) else None
+    return log_reference(runtime, reg.run_id, prepared.reference, model=model, frame=frame)

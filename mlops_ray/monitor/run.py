@@ -100,9 +100,9 @@ def resolve_reference(runtime: Runtime, name: str, version: str, mv: Any | None,
         fp = (mv.tags or {}).get(TAG + "data_fingerprint")
         if fp:
             for cand in sorted(runtime.data_dir.rglob(REFERENCE_FILE)):
-                if fp in str(cand.parent):
+                if _fingerprint_of(cand.parent) == fp:
                     return load_profile(cand), str(cand)
-            tried.append(f"no {REFERENCE_FILE} under {runtime.data_dir} for data fingerprint {fp}")
+            tried.append(f"no {REFERENCE_FILE} under {runtime.data_dir} for data fingerprint {fp[:12]}")
     else:
         tried.append(f"model {name!r} version {version} is not in the registry at {runtime.tracking_uri}")
     raise MonitorError(
@@ -110,6 +110,16 @@ def resolve_reference(runtime: Runtime, name: str, version: str, mv: Any | None,
         f"(a {REFERENCE_FILE} written by the data stage) or register the model through the pipeline, "
         f"which logs it"
     )
+
+
+def _fingerprint_of(data_out: Path) -> str | None:
+    """The data fingerprint recorded in a data-stage output folder's report.json."""
+    import json
+
+    try:
+        return json.loads((data_out / "report.json").read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _find_artifacts(cl: Any, run_id: str, filename: str, path: str | None = None, depth: int = 0) -> list[str]:
