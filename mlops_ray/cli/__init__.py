@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_ray.cli.cluster",
     "mlops_ray.cli.monitor",
     "mlops_ray.cli.registry",
+    "mlops_ray.cli.serve",
 )
 
 
