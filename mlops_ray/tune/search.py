@@ -45,8 +45,14 @@ TUNE_ENV_DEFAULTS = {
 
 @contextmanager
 def _tune_env(max_pending: int) -> Iterator[None]:
+    import logging
     import os
 
+    # Without the per-trial logger files, building the ResultGrid warns once per trial that it found no
+    # result.json; the results themselves come from the trials' state, so that warning is noise here.
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     wanted = {**TUNE_ENV_DEFAULTS, "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
     added = [k for k in wanted if env(k) is None]
     for k in added:
@@ -54,6 +60,7 @@ def _tune_env(max_pending: int) -> Iterator[None]:
     try:
         yield
     finally:
+        quiet.setLevel(level)
         for k in added:
             os.environ.pop(k, None)
 
@@ -61,6 +68,14 @@ def _tune_env(max_pending: int) -> Iterator[None]:
 def experiment_name(cfg: PipelineConfig, prepared: PreparedData) -> str:
     """One Tune experiment folder per (pipeline, tune settings + seed, data): what --resume looks for."""
     return f"{cfg.name}-{cfg.config_hash('tune', 'seed')[:10]}-{prepared.fingerprint[:10]}"
+
+
+def num_samples(cfg: PipelineConfig) -> int:
+    """Tune's ``num_samples``: for a grid, repeats of the whole grid, 1 unless the config sets it."""
+    ts = cfg.tune
+    if ts.search == "grid" and "num_samples" not in ts.model_fields_set:
+        return 1
+    return ts.num_samples
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -98,8 +113,8 @@ def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorF
                     n_folds: int) -> dict[str, Any]:
     ts = cfg.tune
     return {
-        "searcher": ts.search, "scheduler": ts.scheduler, "num_samples": ts.num_samples,
-        "n_trials": count_trials(domains, ts.search, ts.num_samples), "metric": metric.name, "mode": metric.mode,
+        "searcher": ts.search, "scheduler": ts.scheduler, "num_samples": num_samples(cfg),
+        "n_trials": count_trials(domains, ts.search, num_samples(cfg)), "metric": metric.name, "mode": metric.mode,
         "estimator": factory.path, "kind": factory.kind, "fixed_params": dict(ts.model.params),
         "search_space": describe(domains), "n_folds": n_folds, "cpu_per_trial": ts.resources.cpu,
         "gpu_per_trial": ts.resources.gpu, "max_concurrent": ts.max_concurrent, "max_failures": ts.max_failures,
@@ -116,7 +131,6 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
 
     ts = cfg.tune
     key = metric_key(metric.name)
-    max_concurrent = ts.max_concurrent or None
     if ts.search == "optuna":
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
@@ -124,7 +138,6 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
         sampler = TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, ts.num_samples // 3)))
         search_alg: Any = ConcurrencyLimiter(OptunaSearch(sampler=sampler, seed=cfg.seed),
                                              max_concurrent=ts.max_concurrent or max(1, slots))
-        max_concurrent = None  # the limiter does it
     else:
         search_alg = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=ts.max_concurrent)
     if ts.scheduler == "asha":
@@ -134,7 +147,7 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
     else:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(metric=key, mode=metric.mode, search_alg=search_alg, scheduler=scheduler,
-                           num_samples=ts.num_samples, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                           num_samples=num_samples(cfg), reuse_actors=True,
                            time_budget_s=ts.time_budget_s, trial_dirname_creator=_trial_dirname)
 
 

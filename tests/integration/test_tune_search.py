@@ -1,0 +1,143 @@
+"""The tuning stage end to end on the session's local Ray, with a real MLflow store (tiny data, few trials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from mlops_ray.config import parse_config
+from mlops_ray.exceptions import TuneError
+from mlops_ray.runtime import Runtime
+from mlops_ray.tune import format_result, run_search
+from tests.tune_helpers import make_prepared, tune_config
+
+LOGREG = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 200}}
+
+
+def _children(runtime: Runtime, result: Any) -> list[Any]:
+    client = MlflowClient(runtime.tracking_uri)
+    return client.search_runs([result.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+
+
+def test_search_end_to_end_with_mlflow_parent_and_children(ray_session: str, runtime: Runtime) -> None:
+    cfg = parse_config(tune_config(model=LOGREG, search="random", num_samples=3,
+                                   search_space={"C": {"loguniform": [0.01, 10.0]}}))
+    prepared = make_prepared(n=180, n_folds=3)
+    result = run_search(cfg, runtime, prepared)
+
+    assert len(result.trials) == 3 and result.n_completed == 3
+    assert result.metric == "accuracy" and result.mode == "max"
+    best = max(result.trials, key=lambda t: t.cv_mean)
+    assert result.best_config == best.config and result.cv_mean == pytest.approx(best.cv_mean)
+    assert all(len(t.fold_scores) == 3 and t.cv_mean == pytest.approx(np.mean(t.fold_scores)) for t in result.trials)
+    # The refit model is one object with its features: it predicts raw holdout rows.
+    labels = result.model.predict(prepared.holdout_frame)
+    assert set(labels) <= {"c0", "c1"}
+    assert result.holdout_metrics["accuracy"] == pytest.approx(
+        np.mean(labels == np.array(["c0", "c1"])[prepared.y_holdout]))
+    assert result.model.params["C"] == result.best_config["C"] and result.model.params["random_state"] == 0
+    assert "best (accuracy, max)" in format_result(result)
+
+    client = MlflowClient(runtime.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlops_ray.data_fingerprint"] == prepared.fingerprint
+    assert parent.data.tags["mlops_ray.config_hash"] == cfg.config_hash()
+    assert parent.data.params["search.searcher"] == "random"
+    assert float(parent.data.params["best.C"]) == pytest.approx(result.best_config["C"])
+    assert parent.data.metrics["holdout_accuracy"] == pytest.approx(result.holdout_metrics["accuracy"])
+    assert parent.data.metrics["best_cv_mean"] == pytest.approx(result.cv_mean)
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
+    assert artifacts == {"plots/score_per_trial.png", "plots/score_vs_C.png"}
+
+    children = _children(runtime, result)
+    assert len(children) == 3
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["mlops_ray.status"] == "completed"
+        assert "C" in child.data.params
+        history = client.get_metric_history(child.info.run_id, "fold_accuracy")
+        assert sorted(m.step for m in history) == [0, 1, 2]
+        assert {"mean_accuracy", "std_accuracy", "cv_accuracy", "fold_roc_auc"} <= set(child.data.metrics)
+    by_run = {c.info.run_id: c for c in children}
+    for t in result.trials:
+        assert by_run[t.run_id].data.metrics["mean_accuracy"] == pytest.approx(t.cv_mean)
+
+
+def test_same_seed_same_search(ray_session: str, runtime: Runtime) -> None:
+    spec = tune_config(model={"estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 5}},
+                       search="random", num_samples=2, search_space={"max_depth": {"randint": [1, 6]},
+                                                                     "max_features": {"uniform": [0.3, 1.0]}})
+    prepared = make_prepared(n=120, n_folds=3)
+    a = run_search(parse_config(spec), runtime, prepared)
+    b = run_search(parse_config(spec), runtime, prepared)
+    assert [t.config for t in a.trials] == [t.config for t in b.trials]
+    assert [t.fold_scores for t in a.trials] == [t.fold_scores for t in b.trials]
+    assert a.holdout_metrics == b.holdout_metrics
+
+
+def test_asha_stops_bad_configs_after_their_first_folds(ray_session: str, runtime: Runtime) -> None:
+    # One trial at a time so the rungs fill in a known order: good configs first, then hopeless ones.
+    cfg = parse_config(tune_config(model=LOGREG, search="grid", scheduler="asha", max_concurrent=1,
+                                   asha={"grace_period": 1, "reduction_factor": 2},
+                                   search_space={"C": {"grid": [1.0, 1e-6, 2e-6, 3e-6]}}))
+    result = run_search(cfg, runtime, make_prepared(n=180, n_folds=3))
+    stopped = [t for t in result.trials if t.status == "stopped_early"]
+    assert len(stopped) >= 2 and all(t.folds_done < 3 and t.config["C"] < 1e-5 for t in stopped)
+    assert result.best_config["C"] == 1.0 and result.trials[0].status == "completed"
+    tags = {c.data.tags["mlops_ray.trial_id"]: c.data.tags["mlops_ray.status"] for c in _children(runtime, result)}
+    assert all(tags[t.trial_id] == "stopped_early" for t in stopped)
+
+
+def test_trial_that_raises_is_recorded_and_the_rest_still_win(ray_session: str, runtime: Runtime) -> None:
+    cfg = parse_config(tune_config(model=LOGREG, search="grid", search_space={"C": {"grid": [-1.0, 1.0]}}))
+    result = run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
+    failed = [t for t in result.trials if t.status == "error"]
+    assert len(failed) == 1 and failed[0].config["C"] == -1.0 and "C" in failed[0].error
+    assert failed[0].num_failures == 0  # an estimator error is deterministic: not retried
+    assert result.best_config == {"C": 1.0}
+    child = MlflowClient(runtime.tracking_uri).get_run(failed[0].run_id)
+    assert child.info.status == "FAILED" and "C" in child.data.tags["mlops_ray.error"]
+
+
+def test_all_trials_failing_is_a_clear_error(ray_session: str, runtime: Runtime) -> None:
+    cfg = parse_config(tune_config(model=LOGREG, search="grid", search_space={"C": {"grid": [-1.0, -2.0]}}))
+    with pytest.raises(TuneError, match=r"no trial of 2 scored all 3 folds; errors: .*InvalidParameterError"):
+        run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
+    parent = MlflowClient(runtime.tracking_uri).search_runs(
+        [MlflowClient(runtime.tracking_uri).get_experiment_by_name("tunetest").experiment_id],
+        filter_string="tags.`mlops_ray.stage` = 'tune'")[0]
+    assert parent.info.status == "FAILED" and "no trial" in parent.data.tags["mlops_ray.error"]
+
+
+def test_torch_mlp_tiny_search_on_cpu_reports_per_epoch(ray_session: str, runtime: Runtime) -> None:
+    cfg = parse_config(tune_config(model={"kind": "torch_mlp", "estimator": None, "params": {"batch_size": 32}},
+                                   search="random", num_samples=2,
+                                   search_space={"epochs": {"grid": [3]}, "width": {"choice": [8, 16]},
+                                                 "lr": {"loguniform": [1e-3, 3e-2]}}))
+    prepared = make_prepared(n=150, n_folds=3)
+    result = run_search(cfg, runtime, prepared)
+    assert result.model.kind == "torch_mlp" and type(result.model.estimator).__name__ == "TorchMLPClassifier"
+    assert result.model.estimator.device_ == "cpu"
+    assert result.n_completed == 2 and all(t.folds_done == 3 for t in result.trials)
+    client = MlflowClient(runtime.tracking_uri)
+    child = client.get_run(result.trials[0].run_id)
+    epochs = client.get_metric_history(child.info.run_id, "epoch_accuracy")
+    assert len(epochs) == 3 * 2  # epochs 0 and 1 of each fold; the last epoch is the fold's own report
+    assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "fold_accuracy")) == [0, 1, 2]
+    assert set(result.model.predict(prepared.holdout_frame)) <= {"c0", "c1"}
+
+
+def test_regression_search_optuna(ray_session: str, runtime: Runtime) -> None:
+    cfg = parse_config(tune_config(model={"estimator": "sklearn.linear_model.Ridge"}, search="optuna",
+                                   num_samples=3, metric="rmse", max_concurrent=2,
+                                   search_space={"alpha": {"loguniform": [1e-3, 100.0]},
+                                                 "fit_intercept": {"choice": [True, False]}}))
+    result = run_search(cfg, runtime, make_prepared(n=150, task="regression", n_folds=3))
+    assert (result.metric, result.mode) == ("rmse", "min")
+    assert result.cv_mean == min(t.cv_mean for t in result.trials)
+    assert set(result.holdout_metrics) == {"r2", "rmse", "mae"}
+    assert len(result.trials) == 3
