@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ray.exceptions import RegistryError
+from mlops_ray.exceptions import GateRejected, RegistryError
 from mlops_ray.registry import gate as gate_mod
 from mlops_ray.registry.artifacts import load_fitted_model_dir, save_fitted_model
 from mlops_ray.registry.card import model_card
@@ -130,8 +130,13 @@ def _target_aliases(decision: gate_mod.GateDecision, version: str, current: dict
     return target
 
 
-def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: PreparedData) -> Registration:
-    """Log ``result.model`` into the search's run, register it under ``cfg.model_name``, gate it, move aliases."""
+def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: PreparedData, *,
+                   enforce: bool = False) -> Registration:
+    """Log ``result.model`` into the search's run, register it under ``cfg.model_name``, gate it, move aliases.
+
+    A rejected version is still registered (as ``challenger``); with ``enforce=True`` a rejection then
+    raises GateRejected (for CI or retrain jobs that must fail when no promotion happened).
+    """
     name = cfg.model_name
     if getattr(result, "model", None) is None or not getattr(result, "parent_run_id", None):
         raise RegistryError("register_model needs a search result with .model and .parent_run_id; run the tune step")
@@ -147,11 +152,14 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
     made: dict[str, str] = {}  # what this call created, for the undo
     try:
         with mlflow_errors(f"registering {name}", runtime):
-            return _register_logged(cl, cfg, result, prepared, model_info, decision, lineage, current, made)
+            reg = _register_logged(cl, cfg, result, prepared, model_info, decision, lineage, current, made)
     except RegistryError as e:
         undone = _undo(cl, name, model_info, existed, made.get("version"), current)
         raise RegistryError(f"{e}. The model had been logged to run {result.parent_run_id} "
                             f"({model_info.model_uri}); undone: {undone}. Fix the cause and run register again") from e
+    if enforce and not reg.accepted:
+        raise GateRejected(f"{name} v{reg.version} was registered as challenger but not promoted: {decision.reason}")
+    return reg
 
 
 def _registered(cl: MlflowClient, name: str) -> bool:

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from mlops_ray.config import parse_config
-from mlops_ray.exceptions import RegistryError
+from mlops_ray.exceptions import GateRejected, RegistryError
 from mlops_ray.registry import (
     alias_history,
     find_cached_registration,
@@ -123,6 +123,10 @@ def test_threshold_failure_leaves_no_champion(setup) -> None:
                                                                        prepared.features)), prepared)
     assert not reg.accepted and reg.aliases == {"challenger": "1"}
     assert "accuracy" in reg.decision.reason and "< min 0.99" in reg.decision.reason
+    with pytest.raises(GateRejected, match=r"v2 was registered as challenger but not promoted.*< min 0\.99"):
+        register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(),
+                                                                     prepared.features)), prepared, enforce=True)
+    assert resolve_version(runtime, cfg.model_name, alias="challenger").version == "2"
     with pytest.raises(RegistryError, match="no alias 'champion'"):
         resolve_version(runtime, cfg.model_name)
     with pytest.raises(RegistryError, match="no 'previous' version"):

@@ -94,3 +94,79 @@ def test_logged_model_has_signature_and_example(runtime: Runtime) -> None:
         pyf.predict(pd.DataFrame({"x2": [0.1], "color": ["red"]}))
     with pytest.raises(RegistryError, match="does not exist"):
         load_fitted_model(local / "missing")
+
+
+def test_torch_mlp_through_pyfunc(runtime: Runtime) -> None:
+    from mlops_ray.tune.fitted import FittedModel
+    from mlops_ray.tune.torch_mlp import TorchMLPClassifier
+    from tests._registry_support import class_indices
+
+    df = make_frame(120)
+    features = fit_features(df)
+    est = TorchMLPClassifier(epochs=3, width=8, depth=1, random_state=0, device="cpu")
+    est.fit(features.transform(df), class_indices(df))
+    model = FittedModel(features=features, estimator=est, kind="torch_mlp", params=est.get_params())
+    exp = ensure_experiment(runtime, "torch")
+    with mlflow.start_run(experiment_id=exp):
+        info = log_fitted_model(model, input_example=df, bundle_code=False)
+    out = mlflow.pyfunc.load_model(info.model_uri).predict(df.head(10))
+    assert list(out.columns) == ["prediction", "proba_no", "proba_yes"]
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]].to_numpy(), model.predict_proba(df.head(10)), rtol=1e-5)
+    reqs = (Path(mlflow.artifacts.download_artifacts(info.model_uri)) / "requirements.txt").read_text()
+    assert "torch==" in reqs and "skops" not in reqs
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(runtime: Runtime, tmp_path: Path) -> None:
+    """`mlflow models serve` (MLflow's own server, no mlops_ray code path) serves the registered model."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import requests
+
+    df = make_frame(150)
+    train, hold = df.iloc[:100], df.iloc[100:]
+    features = fit_features(train)
+    prepared = make_prepared(train, hold, features)
+    model = fit_model(train, RandomForestClassifier(n_estimators=5, random_state=0), features)
+    cfg = parse_config({"name": "mserve", "data": {"source": {"bundled": "iris"}}})
+    exp = ensure_experiment(runtime, cfg.experiment_name)
+    with mlflow.start_run(experiment_id=exp) as run:
+        pass
+    register_model(cfg, runtime, FakeSearch(model=model, parent_run_id=run.info.run_id, experiment_id=exp), prepared)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # MLflow starts `uvicorn` by name: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": runtime.tracking_uri, "PATH": path}
+    log = open(tmp_path / "serve.log", "wb")  # closed in the finally below
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/mserve@champion",
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    try:
+        rows = hold[features.input_columns].head(4)
+        payload = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = requests.post(f"http://127.0.0.1:{port}/invocations", json=payload, timeout=5)
+                break
+            except requests.RequestException:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow models serve did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert [p["prediction"] for p in preds] == model.predict(rows).tolist()
+        assert set(preds[0]) == {"prediction", "proba_no", "proba_yes"}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its uvicorn worker
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
