@@ -1,0 +1,116 @@
+"""Failure and resume, for real: a trial's worker process is killed, and the driver itself is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlops_ray.config import parse_config
+from mlops_ray.runtime import Runtime
+from mlops_ray.tune import run_search
+from tests.tune_helpers import make_prepared, tune_config
+
+REPO = Path(__file__).resolve().parents[2]
+SLOW = "tests.tune_helpers.SlowClassifier"
+
+
+def _kill_first_pid(pid_dir: Path, killed: list[int], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        files = sorted(pid_dir.glob("*.pid"), key=lambda p: p.stat().st_mtime)
+        if files:
+            pid = int(files[0].read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_trial_whose_worker_is_killed_is_retried(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    cfg = parse_config(tune_config(
+        model={"estimator": SLOW, "params": {"sleep_s": 0.5, "pid_dir": str(pid_dir)}}, search="grid",
+        max_failures=2, search_space={"C": {"grid": [0.5, 1.0]}}))
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_first_pid, args=(pid_dir, killed), daemon=True)
+    killer.start()
+    result = run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
+    killer.join(5)
+    assert len(killed) == 1
+    assert result.n_completed == 2 and all(t.folds_done == 3 for t in result.trials)
+    retried = [t for t in result.trials if t.num_failures == 1]
+    assert len(retried) == 1, [(t.config, t.num_failures) for t in result.trials]
+    child = MlflowClient(runtime.tracking_uri).get_run(retried[0].run_id)
+    assert child.data.tags["mlops_ray.num_failures"] == "1" and child.info.status == "FINISHED"
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {repo!r})
+from mlops_ray.config import parse_config
+from mlops_ray.runtime import resolve_runtime
+from mlops_ray.tune import run_search
+from tests.tune_helpers import make_prepared, tune_config
+
+cfg = parse_config({cfg!r})
+rt = resolve_runtime(None, workdir={workdir!r}, address={address!r}, tracking_uri={uri!r})
+rt.ensure_dirs()
+run_search(cfg, rt, make_prepared(n=120, n_folds=3), resume=len(sys.argv) > 1)
+print("SEARCH DONE")
+"""
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session: str, runtime: Runtime,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "fits.log"
+    grid = [0.1, 0.2, 0.3, 0.4, 0.5]
+    spec = tune_config(model={"estimator": SLOW, "params": {"sleep_s": 0.4, "log_path": str(log)}}, search="grid",
+                       max_concurrent=1, search_space={"C": {"grid": grid}})
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER).format(repo=str(REPO), cfg=spec, workdir=str(runtime.workdir),
+                                                     address=ray_session, uri=runtime.tracking_uri))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        # Wait until two trials have fitted all 3 folds, give Tune time to save its state (every 2 s), then kill.
+        while time.monotonic() < deadline and proc.poll() is None:
+            fits = Counter(log.read_text().split()) if log.exists() else Counter()
+            if sum(n == 3 for n in fits.values()) >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(2.5)
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:] if proc.stdout else ""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = Counter(log.read_text().split())
+    finished_before = {c for c, n in before.items() if n == 3}
+    assert 2 <= len(finished_before) < len(grid), before
+
+    result = run_search(parse_config(spec), runtime, make_prepared(n=120, n_folds=3), resume=True)
+    after = Counter(log.read_text().split())
+    assert result.resumed and result.n_completed == len(grid)
+    assert sorted(float(c) for c in after) == grid
+    not_rerun = {c for c in finished_before if after[c] == 3}
+    assert len(not_rerun) >= 2, (before, after)  # finished trials were restored, not fitted again
+    # The resumed search wrote into the same parent run, with one child per trial.
+    client = MlflowClient(runtime.tracking_uri)
+    children = client.search_runs([result.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    assert len(children) == len(grid)
+    assert client.get_run(result.parent_run_id).data.tags.get("mlops_ray.resumed") == "true"
