@@ -8,12 +8,14 @@ mode for the head's processes (they must be set before the cluster starts).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,8 +83,12 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
     address = f"127.0.0.1:{port}"
     log = runtime.serve_dir / "ray-head.log"
     ray_bin = Path(sys.executable).with_name("ray")
+    # Our own temp dir: `ray start` records the "current cluster" there, so that a plain ray.init() elsewhere
+    # on this (shared) machine never joins this head by accident. Short path: Unix socket names are limited.
+    temp_dir = Path(tempfile.gettempdir()) / f"mlops_ray_{hashlib.sha1(str(runtime.workdir).encode()).hexdigest()[:10]}"
     cmd = [str(ray_bin if ray_bin.exists() else "ray"), "start", "--head", "--block", f"--port={port}",
-           "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]
+           "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+           f"--temp-dir={temp_dir}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     if fast_mode:  # `env K=V cmd`: adds the variables while inheriting the rest of the environment

@@ -25,8 +25,11 @@ def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def make_model(seed: int = 0, invert: bool = False, n_estimators: int = 10) -> FittedModel:
-    """A fitted RandomForest on 3 numeric + 1 categorical feature; ``invert`` flips its labels (a bad model)."""
+def make_model(seed: int = 0, skewed: bool = False, n_estimators: int = 10) -> FittedModel:
+    """A fitted RandomForest on 3 numeric + 1 categorical feature (about half "pos").
+
+    ``skewed``: a bad model that learned a rare-positive rule, so its predictions are ~90% "neg".
+    """
     from sklearn.ensemble import RandomForestClassifier
 
     features = FeaturePipeline(
@@ -36,9 +39,8 @@ def make_model(seed: int = 0, invert: bool = False, n_estimators: int = 10) -> F
         input_order=[*FEATURES, "color"],
     )
     df = make_frame(400, seed)
-    y = ((df["x0"] + 0.5 * df["x1"]) > 0).astype(int).to_numpy()
-    if invert:
-        y = 1 - y
+    rule = df["x0"] > 1.2 if skewed else (df["x0"] + 0.5 * df["x1"]) > 0
+    y = rule.astype(int).to_numpy()
     est = RandomForestClassifier(n_estimators=n_estimators, max_depth=5, random_state=seed)
     est.fit(features.transform(df), y)
     return FittedModel(features=features, estimator=est, kind="sklearn", params={"n_estimators": n_estimators})
@@ -80,11 +82,14 @@ class Load:
     def _run(self, seed: int) -> None:
         import httpx
 
-        body = {"rows": rows(1, seed)}
+        bodies = [{"rows": [r]} for r in rows(64, seed)]
+        i = 0
         with httpx.Client(timeout=30.0) as client:
             while not self._stop.is_set():
+                i += 1
                 try:
-                    r = client.post(f"{self.url}/v1/models/{self.model}/predict", json=body, headers=self.headers)
+                    r = client.post(f"{self.url}/v1/models/{self.model}/predict", json=bodies[i % len(bodies)],
+                                    headers=self.headers)
                     with self._lock:
                         self.result.codes[r.status_code] += 1
                         if r.status_code == 200:

@@ -1,0 +1,185 @@
+"""The Serve application over real HTTP: protocols, validation, auth, ids, metrics, docs, CLI (one app, reused)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from mlops_ray.runtime import resolve_runtime
+from tests.integration.serve_support import make_config, make_model, rows
+
+PORT = 18040  # Serve's HTTP port is fixed per Ray cluster: every Serve test module uses this one
+MODEL = "clf"
+
+
+@pytest.fixture(scope="module")
+def app(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    from mlops_ray.registry import save_fitted_model
+    from mlops_ray.serve import deploy, shutdown
+    from mlops_ray.serve.auth import read_tokens
+
+    root = tmp_path_factory.mktemp("serve_app")
+    rt = resolve_runtime(None, workdir=root / "work", tracking_uri=f"sqlite:///{root / 'work' / 'mlflow.db'}")
+    rt.ensure_dirs()
+    cfg = make_config(PORT, str(rt.workdir), max_body_bytes=8192, max_rows_per_request=50)
+    folder = save_fitted_model(make_model(0), root / "model-v1")  # the registry's saver: a local source
+    dep = deploy(cfg, rt, model=MODEL, version="1", source=str(folder))
+    tokens = read_tokens(rt.serve_dir, token_env="UNSET_T", admin_token_env="UNSET_A", env=lambda _: None)
+    try:
+        yield SimpleNamespace(rt=rt, cfg=cfg, dep=dep, url=dep.url, token=tokens.token, admin=tokens.admin_token,
+                              auth={"Authorization": f"Bearer {tokens.token}"})
+    finally:
+        shutdown(rt, stop_head=False)
+
+
+def post(app: SimpleNamespace, path: str, body: Any = None, *, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    h = {**app.auth, **(headers or {})}
+    if raw is not None:
+        return httpx.post(app.url + path, content=raw, headers={**h, "Content-Type": "application/json"}, timeout=30)
+    return httpx.post(app.url + path, json=body, headers=h, timeout=30)
+
+
+def test_first_deploy_prints_token_once_and_stores_it_0600(app: SimpleNamespace) -> None:
+    assert app.dep.token == app.token and app.dep.decision["action"] == "deploy"
+    assert (app.rt.serve_dir / "tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_v1_predict_returns_predictions_probabilities_and_ids(app: SimpleNamespace) -> None:
+    r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(3)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == MODEL and body["model_version"] == "1"
+    assert len(body["predictions"]) == 3 and set(body["predictions"]) <= {"neg", "pos"}
+    assert body["classes"] == ["neg", "pos"] and all(abs(sum(p) - 1) < 1e-9 for p in body["probabilities"])
+    assert r.headers["x-request-id"] == body["request_id"] and r.headers["x-model-version"] == "1"
+    mine = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)}, headers={"X-Request-ID": "my-id-1"})
+    assert mine.json()["request_id"] == "my-id-1" and mine.headers["x-request-id"] == "my-id-1"
+
+
+def test_batch_predictions_match_the_model(app: SimpleNamespace) -> None:
+    import pandas as pd
+
+    data = rows(40, seed=7)
+    r = post(app, f"/v1/models/{MODEL}/predict", {"rows": data})
+    expected = make_model(0).predict(pd.DataFrame(data))
+    assert r.json()["predictions"] == list(expected)
+
+
+def test_open_inference_protocol_v2(app: SimpleNamespace) -> None:
+    assert httpx.get(app.url + "/v2/health/live").json() == {"live": True}
+    assert httpx.get(app.url + "/v2/health/ready").status_code == 200
+    assert httpx.get(f"{app.url}/v2/models/{MODEL}/ready").json()["ready"] is True
+    assert httpx.get(f"{app.url}/v2/models/nope/ready").status_code == 503
+    meta = httpx.get(f"{app.url}/v2/models/{MODEL}", headers=app.auth).json()
+    assert [i["name"] for i in meta["inputs"]] == ["x0", "x1", "x2", "color"]
+    data = rows(2)
+    body = {"id": "req-7", "inputs": [
+        {"name": c, "shape": [2], "datatype": "BYTES" if c == "color" else "FP64", "data": [d[c] for d in data]}
+        for c in ("x0", "x1", "x2", "color")]}
+    r = post(app, f"/v2/models/{MODEL}/infer", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["id"] == "req-7" and out["model_version"] == "1"
+    assert out["outputs"][0]["shape"] == [2] and out["outputs"][1]["shape"] == [2, 2]
+
+
+def test_mlflow_invocations_formats(app: SimpleNamespace) -> None:
+    data = rows(2)
+    cols = ["x0", "x1", "x2", "color"]
+    bodies = [
+        {"dataframe_split": {"columns": cols, "data": [[d[c] for c in cols] for d in data]}},
+        {"dataframe_records": data},
+        {"instances": data},
+        {"inputs": {c: [d[c] for d in data] for c in cols}},
+    ]
+    answers = []
+    for b in bodies:
+        r = post(app, "/invocations", b)
+        assert r.status_code == 200, (b, r.text)
+        answers.append(r.json()["predictions"])
+    assert all(a == answers[0] for a in answers)
+
+
+@pytest.mark.parametrize(("body", "raw", "status", "text"), [
+    ({"rows": [{"x0": 1.0, "x1": 2.0, "color": "red"}]}, None, 422, "missing feature(s) ['x2']"),
+    ({"rows": [{**rows(1)[0], "extra": 1}]}, None, 422, "unknown feature(s) ['extra']"),
+    ({"rows": [{**rows(1)[0], "x1": "high"}]}, None, 422, "feature 'x1' (row 0) must be a number"),
+    (None, b'{"rows": [{"x0": 1, "x1": 1, "x2": NaN, "color": "red"}]}', 422, "feature 'x2' (row 0) is nan"),
+    (None, b'{"rows": [{"x0": Infinity, "x1": 1, "x2": 1, "color": "red"}]}', 422, "'x0' (row 0) is inf"),
+    ({"rows": []}, None, 422, "empty batch"),
+    ({"rows": rows(51)}, None, 413, "max_rows_per_request"),
+    (None, b'{"rows": [' + b'{"x0": 1.0}, ' * 800 + b"]}", 413, "max_body_bytes"),
+    (None, b'{"rows": [{"x0": 1.0', 400, "malformed JSON"),
+])
+def test_bad_requests_are_4xx_naming_the_problem(app: SimpleNamespace, body: Any, raw: bytes | None, status: int,
+                                                 text: str) -> None:
+    r = post(app, f"/v1/models/{MODEL}/predict", body, raw=raw)
+    assert r.status_code == status, r.text
+    assert text in r.json()["error"] and r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_bad_requests_leave_the_replicas_healthy(app: SimpleNamespace) -> None:
+    for _ in range(3):
+        post(app, f"/v1/models/{MODEL}/predict", raw=b"{not json")
+    assert post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)}).status_code == 200
+
+
+def test_auth_on_predict_and_admin_routes(app: SimpleNamespace) -> None:
+    url = f"{app.url}/v1/models/{MODEL}/predict"
+    assert httpx.post(url, json={"rows": rows(1)}).status_code == 401
+    assert httpx.post(url, json={"rows": rows(1)}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert httpx.get(f"{app.url}/admin/status", headers=app.auth).status_code == 403
+    st = httpx.get(f"{app.url}/admin/status", headers={"Authorization": f"Bearer {app.admin}"})
+    assert st.status_code == 200 and st.json()["models"][MODEL]["stable"] == "1"
+    r = httpx.post(f"{app.url}/admin/models/{MODEL}/rollback", headers={"Authorization": f"Bearer {app.admin}"})
+    assert r.status_code == 409 and "nothing to roll back" in r.json()["error"]
+
+
+def test_unknown_model_is_404(app: SimpleNamespace) -> None:
+    r = post(app, "/v1/models/other/predict", {"rows": rows(1)})
+    assert r.status_code == 404 and "'other' is not served" in r.json()["error"]
+
+
+def test_openapi_docs(app: SimpleNamespace) -> None:
+    assert httpx.get(app.url + "/docs").status_code == 200
+    paths = httpx.get(app.url + "/openapi.json").json()["paths"]
+    assert {"/v1/models/{name}/predict", "/v2/models/{name}/infer", "/invocations", "/metrics"} <= set(paths)
+
+
+def test_prometheus_metrics_per_version(app: SimpleNamespace) -> None:
+    post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(2)})
+    text = httpx.get(app.url + "/metrics").text
+    assert 'mlops_ray_requests_total{code="200",model="clf",route="v1",version="1"}' in text
+    assert 'mlops_ray_request_errors_total{kind="client",model="clf",route="v1",version="1"}' in text
+    assert 'mlops_ray_batch_size_count{model="clf",version="1"}' in text
+    assert 'mlops_ray_request_latency_seconds_bucket{le="0.1",model="clf",route="v1",version="1"}' in text
+
+
+def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
+    r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)})
+    rid, pred = r.json()["request_id"], r.json()["predictions"][0]
+    fb = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": [pred]})
+    assert fb.status_code == 200 and fb.json()["matched_recent"] == 1
+    assert list(Path(app.rt.monitor_dir).rglob("*.parquet"))  # monitor's feedback store got it
+
+
+def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlops_ray.cli import main
+
+    wd = str(app.rt.workdir)
+    assert main(["status", "--workdir", wd, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    v1 = st["models"][MODEL]["versions"]["1"]
+    assert v1["traffic"] == 100.0 and v1["replicas"].get("RUNNING") == 1
+    assert main(["predict", MODEL, "--workdir", wd, "--json", json.dumps(rows(2))]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_version"] == "1" and len(out["predictions"]) == 2
+    assert main(["predict", MODEL, "--workdir", wd, "--json", '[{"x0": 1}]']) == 1
+    assert "missing feature(s)" in capsys.readouterr().err
