@@ -1,0 +1,47 @@
+"""Search settings decided without Ray: trial counts, experiment naming, what the parent run records."""
+
+from __future__ import annotations
+
+from mlops_ray.config import parse_config
+from mlops_ray.tune.estimators import make_factory
+from mlops_ray.tune.metrics import resolve_metric
+from mlops_ray.tune.search import experiment_name, num_samples, search_settings
+from mlops_ray.tune.spaces import parse_space
+from mlops_ray.tune.trainable import max_iterations, metric_key
+from tests.tune_helpers import make_prepared, tune_config
+
+
+def test_grid_runs_once_unless_num_samples_is_set() -> None:
+    space = {"C": {"grid": [1, 2, 3]}}
+    assert num_samples(parse_config(tune_config(search="grid", search_space=space))) == 1
+    assert num_samples(parse_config(tune_config(search="grid", num_samples=2, search_space=space))) == 2
+    assert num_samples(parse_config(tune_config(search="random", search_space=space))) == 10
+
+
+def test_experiment_name_follows_tune_settings_seed_and_data() -> None:
+    p = make_prepared(n=60, n_folds=2)
+    a = parse_config(tune_config(search="random", num_samples=2))
+    b = parse_config(tune_config(search="random", num_samples=3))
+    assert experiment_name(a, p) == experiment_name(parse_config(tune_config(search="random", num_samples=2)), p)
+    assert experiment_name(a, p) != experiment_name(b, p)
+    assert experiment_name(a, p) != experiment_name(a, make_prepared(n=60, n_folds=2, seed=1))
+    assert experiment_name(a, p).startswith("tunetest-")
+
+
+def test_search_settings_record_what_the_search_did() -> None:
+    cfg = parse_config(tune_config(model={"estimator": "sklearn.linear_model.LogisticRegression",
+                                          "params": {"max_iter": 50}},
+                                   search="grid", scheduler="asha", search_space={"C": {"grid": [0.1, 1.0]}}))
+    domains = parse_space(cfg.tune.search_space)
+    factory = make_factory("sklearn", cfg.tune.model.estimator, "classification", {"max_iter": 50}, ["C"], 0)
+    s = search_settings(cfg, resolve_metric("auto", "classification"), factory, domains, 3)
+    assert s["n_trials"] == 2 and s["metric"] == "accuracy" and s["mode"] == "max"
+    assert s["search_space"] == {"C": "grid[0.1, 1.0]"} and s["asha"]["reduction_factor"] == 2.0
+    assert s["estimator"].endswith("LogisticRegression") and s["fixed_params"] == {"max_iter": 50}
+
+
+def test_iterations_per_trial_for_asha() -> None:
+    assert max_iterations("sklearn", 5, {}, {}) == 5
+    assert max_iterations("torch_mlp", 3, {"epochs": 4}, {}) == 12
+    assert max_iterations("torch_mlp", 3, {}, {"epochs": 2}) == 6
+    assert metric_key("roc_auc") == "cv_roc_auc"
