@@ -188,11 +188,38 @@ def paired_bootstrap(metric: str, a: Predictions, b: Predictions, *, n_bootstrap
     sign = 1.0 if mode == "max" else -1.0
     rng = np.random.default_rng(seed)
     n = len(a.y_true)
+    if metric == "roc_auc" and a.proba is not None and b.proba is not None and a.proba.shape[1] == 2:
+        return _binary_auc_bootstrap(a, b, n_bootstrap, confidence, rng)
     deltas = np.empty(n_bootstrap)
     for i in range(n_bootstrap):
         idx = rng.integers(0, n, size=n)
         deltas[i] = sign * (metric_value(metric, a, idx) - metric_value(metric, b, idx))
     point = sign * (metric_value(metric, a) - metric_value(metric, b))
+    return _interval(point, deltas[np.isfinite(deltas)], confidence, n)
+
+
+def _auc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Binary ROC AUC of each row of (B, n) labels/scores (Mann-Whitney with average ranks); nan if one class."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score, axis=1)
+    pos = (y == 1).sum(axis=1).astype(np.float64)
+    neg = y.shape[1] - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(y == 1, ranks, 0.0).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def _binary_auc_bootstrap(a: Predictions, b: Predictions, n_bootstrap: int, confidence: float,
+                          rng: np.random.Generator) -> BootstrapResult:
+    assert a.proba is not None and b.proba is not None
+    n = len(a.y_true)
+    deltas = np.empty(n_bootstrap)
+    for start in range(0, n_bootstrap, _CHUNK):
+        stop = min(start + _CHUNK, n_bootstrap)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        y = a.y_true[idx]
+        deltas[start:stop] = _auc_rows(y, a.proba[:, 1][idx]) - _auc_rows(y, b.proba[:, 1][idx])
+    point = metric_value("roc_auc", a) - metric_value("roc_auc", b)
     return _interval(point, deltas[np.isfinite(deltas)], confidence, n)
 
 

@@ -169,3 +169,21 @@ def test_bad_inputs_are_refused() -> None:
         Predictions("classification", np.array([], np.int64), np.array([], np.int64))
     with pytest.raises(RegistryError, match=r"log_loss.* cannot be computed"):
         decide("log_loss", Predictions("classification", np.ones(5, np.int64), np.ones(5, np.int64)))
+
+
+def test_vectorised_binary_auc_matches_the_loop() -> None:
+    from mlops_ray.registry import gate
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 120)
+    pa = np.clip(y * 0.3 + rng.uniform(0, 0.7, 120), 0, 1)
+    pb = np.round(rng.uniform(0, 1, 120), 1)  # ties in the scores
+    a = Predictions("classification", y, (pa > 0.5).astype(np.int64), np.column_stack([1 - pa, pa]))
+    b = Predictions("classification", y, (pb > 0.5).astype(np.int64), np.column_stack([1 - pb, pb]))
+    idx = rng.integers(0, 120, size=(50, 120))
+    fast = gate._auc_rows(y[idx], pa[idx])
+    slow = [metric_value("roc_auc", a, i) for i in idx]
+    np.testing.assert_allclose(fast, slow)
+    bs = paired_bootstrap("roc_auc", a, b, n_bootstrap=300, seed=0)
+    assert bs.delta == pytest.approx(metric_value("roc_auc", a) - metric_value("roc_auc", b))
+    assert bs.ci_low > 0 and bs.n_bootstrap == 300
