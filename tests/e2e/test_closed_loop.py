@@ -58,7 +58,7 @@ def _traffic(url: str, token: str, rows: list[dict[str, Any]], prefix: str) -> l
     return ids
 
 
-def test_drift_to_retrain_to_canary(tmp_path: Path) -> None:
+def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
     import ray
 
@@ -68,12 +68,18 @@ def test_drift_to_retrain_to_canary(tmp_path: Path) -> None:
     from mlops_ray.monitor.run import run_monitor
     from mlops_ray.pipeline import run_pipeline
     from mlops_ray.runtime import resolve_runtime
+    from mlops_ray.serve.controller import connect
 
     cfg = _config(tmp_path / "work")
-    rt0 = resolve_runtime(cfg, tracking_uri=f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
-    rt0.ensure_dirs()
-    address = mserve.ensure_local_head(rt0, num_cpus=4)
-    rt = resolve_runtime(cfg, address=address, tracking_uri=rt0.tracking_uri)
+    # The store every process uses (the Ray head and its Serve replicas inherit the environment), as a
+    # user sets it for a shared MLflow.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    rt = resolve_runtime(cfg)
+    rt.ensure_dirs()
+    # This workdir's detached head (as `mlops-ray deploy` starts it), joined with its auth settings;
+    # every later stage finds Ray connected.
+    mserve.ensure_local_head(rt, num_cpus=4)
+    connect(rt, start_head=False)
     try:
         # 1. train, register (champion v1), deploy
         first = run_pipeline(cfg, rt, log=lambda s: None)

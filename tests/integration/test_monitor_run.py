@@ -120,3 +120,26 @@ def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> 
         run_monitor(_cfg(), runtime, "churn", 1, reference=reference, all_versions=True)
     with pytest.raises(MonitorError, match="no reference profile for churn v1"):
         run_monitor(_cfg(), runtime, "churn", 1)
+
+
+def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtime, reference: object,
+                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from mlops_ray.cli import main
+
+    rng = np.random.default_rng(6)
+    _log(runtime, _frame(rng, 300, shift=1.5))
+    ref_path = reference.save(tmp_path / "reference.json")
+    cfg_path = tmp_path / "pipe.yaml"
+    cfg_path.write_text("name: churn\ndata:\n  source: {path: x.csv}\n  target: y\n"
+                        "monitor:\n  drift: {min_rows: 100}\n")
+    base = ["monitor", "churn", "--config", str(cfg_path), "--version", "1", "--reference", str(ref_path),
+            "--workdir", str(runtime.workdir), "--no-mlflow"]
+    assert main([*base, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["retrain"] is True and "age" in out["material_features"] and Path(out["report"]).is_file()
+    assert main([*base, "--fail-on-retrain"]) == 3
+    assert "decision: RETRAIN" in capsys.readouterr().out
+    assert main(["monitor", "nobody", "--workdir", str(runtime.workdir)]) == 1
+    assert "no prediction logs for model 'nobody'" in capsys.readouterr().err
