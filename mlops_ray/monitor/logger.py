@@ -163,8 +163,9 @@ class PredictionLogger:
             raise MonitorError(f"log: probabilities must be (rows, classes) = ({n}, K), got shape {proba.shape}")
         ts = timestamps if timestamps is not None else [time.time()] * n
         keep = [i for i, rid in enumerate(ids) if keep_request(rid, self.sample_rate)]
-        self.stats.rows_seen += n
-        self.stats.rows_sampled_out += n - len(keep)
+        with self._lock:
+            self.stats.rows_seen += n
+            self.stats.rows_sampled_out += n - len(keep)
         if not keep:
             return 0
         if len(keep) < n:

@@ -112,6 +112,7 @@ def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         reg = result.pipeline.registration
         v2 = str(reg.version)
         assert v2 != v1 and reg.decision is not None
+        print(f"closed loop: v{v2} gate {'accepted' if reg.accepted else 'rejected'} ({reg.decision.reason})")
         if result.pipeline.deployment is None:
             return  # the config deploys only gate-accepted versions: the gate said no, v1 keeps serving
         # 5. the canary rolls out under live traffic and ends promoted or rolled back, by the rollout rules
@@ -126,6 +127,7 @@ def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             if st["phase"] == "stable":
                 outcome = "promoted" if str(st["stable"]) == v2 else "rolled back"
         assert outcome is not None, f"the canary of v{v2} neither promoted nor rolled back: {st}"
+        print(f"closed loop: canary v{v2} {outcome}; last decisions {st.get('decisions', [])[-3:]}")
         final = run_monitor(cfg, rt, "loop", write_report=False)  # the monitor follows the registry's champion
         assert final.version in (v1, v2) and final.n_rows > 0
     finally:

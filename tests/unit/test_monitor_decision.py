@@ -141,3 +141,13 @@ def test_report_renders_self_contained_html(tmp_path: Path) -> None:
     assert paths["distributions"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths["json"].read_text())["retrain"] is True
     assert "decision: RETRAIN" in rep.summary()
+
+
+def test_public_api_resolves_without_importing_ray() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mlops_ray.monitor as m; [getattr(m, n) for n in m.__all__]; "
+            "print('ray' in sys.modules, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
