@@ -152,7 +152,7 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
             serve.run(model_app(name, str(version), source, options, cfg.serve, num_replicas), name=vapp,
                       route_prefix=None)
         except Exception as e:
-            raise ServeError(f"version {version} of {name!r} did not start: {e}") from e
+            raise ServeError(f"version {version} of {name!r} did not start: {_app_message(vapp) or e}") from e
     if cfg.serve.app_name not in apps:
         (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh ingress starts from nothing
         serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/")
@@ -171,6 +171,15 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                       token=tokens.token if tokens.created else None,
                       admin_token=tokens.admin_token if tokens.created else None,
                       token_source=tokens.source, seconds=time.perf_counter() - t0)
+
+
+def _app_message(app: str) -> str | None:
+    """The last lines of the error Serve recorded for an application's deployment."""
+    status = _apps().get(app)
+    for dep in getattr(status, "deployments", {}).values():
+        if dep.message:
+            return "\n".join(dep.message.strip().splitlines()[-3:])
+    return getattr(status, "message", None) or None
 
 
 def _cause(e: BaseException) -> str:

@@ -228,23 +228,25 @@ class Ingress:
                 cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
             else:
                 cols = protocols.parse_invocations(body, schema, self.max_rows)
-            out = await self._call(entry, version, cols, rid)
+            info = entry.versions[version]  # held: the version may be retired while its answer is on the way
+            out = await self._call(entry, info, cols, rid)
         except RequestError as e:
             self.metrics.observe(name or "", version or "", proto, e.status, time.perf_counter() - t0)
             return self._reply(e.status, e.to_dict(), rid, had, name, version)
         except Exception as e:
             logger.exception("predict failed (request %s)", rid)
-            if entry is not None and version is not None:
+            if entry is not None and version is not None and version in entry.versions:
                 entry.window(version).record((time.perf_counter() - t0) * 1e3, ok=False)
             self.metrics.observe(name or "", version or "", proto, 503, time.perf_counter() - t0)
             return self._reply(503, {"error": f"the model could not answer: {type(e).__name__}: {e}"}, rid, had,
                                name, version)
         seconds = time.perf_counter() - t0
         preds, proba = out["predictions"], out["probabilities"]
-        entry.window(version).record(seconds * 1e3, ok=True, predictions=preds)
+        if version in entry.versions:  # a retired version's late answers no longer count for analysis
+            entry.window(version).record(seconds * 1e3, ok=True, predictions=preds)
         entry.remember(rid, version, preds)
         self.metrics.observe(name, version, proto, 200, seconds, out.get("batch_size"), len(preds))
-        meta = entry.versions[version].meta
+        meta = info.meta
         if proto == "v1":
             body = protocols.v1_response(name, version, rid, preds, proba, meta.get("classes"))
         elif proto == "v2":
@@ -253,18 +255,17 @@ class Ingress:
             body = protocols.invocations_response(name, version, rid, preds)
         return self._reply(200, body, rid, had, name, version)
 
-    async def _call(self, entry: ModelEntry, version: str, cols: dict[str, list[Any]], rid: str) -> dict[str, Any]:
+    async def _call(self, entry: ModelEntry, info: VersionInfo, cols: dict[str, list[Any]], rid: str) -> dict[str, Any]:
         from ray.exceptions import RayActorError
         from ray.serve.exceptions import ReplicaUnavailableError
 
-        info = entry.versions[version]
         for attempt in range(RETRIES + 1):
             try:
                 return await self._handle(info).predict.remote(cols, rid)
             except (RayActorError, ReplicaUnavailableError):
                 if attempt == RETRIES:
                     raise
-                self.metrics.retries.labels(entry.name, version).inc()
+                self.metrics.retries.labels(entry.name, info.version).inc()
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 

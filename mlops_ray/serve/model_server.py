@@ -25,6 +25,12 @@ def load_model(source: Any, tracking_uri: str | None) -> Any:
     """A FittedModel from a registry URI or a local folder (via the registry's loader), or as given."""
     if not isinstance(source, str):
         return source  # a FittedModel shipped by value (tests, notebooks)
+    if tracking_uri:
+        import mlflow
+
+        # This replica process talks to one store only; some MLflow lookups ignore per-call URIs.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
     try:
         from mlops_ray.registry import load_fitted_model
     except ImportError:  # the registry package does not re-export it (yet)

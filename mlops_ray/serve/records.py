@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from mlops_ray.serve.rollout import Decision
 
 TAG = "mlops_ray.serve."
+logger = logging.getLogger("ray.serve")
 
 
 def record_decision(settings: dict[str, Any], model: str, d: Decision, stable: str | None, source: str) -> None:
@@ -31,7 +33,8 @@ def record_decision(settings: dict[str, Any], model: str, d: Decision, stable: s
         cl.set_model_version_tag(model, d.version, TAG + "reason", d.reason[:5000])
         if mv.run_id:
             cl.set_tag(mv.run_id, TAG + d.action, record)
-    except MlflowException:
+    except MlflowException as e:
+        logger.warning("could not tag %s v%s with the %s decision: %s", model, d.version, d.action, e)
         return
     if d.action in ("rollback", "manual_rollback") and stable is not None:
         restore_champion(settings, model, stable, d.reason)
