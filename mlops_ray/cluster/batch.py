@@ -46,46 +46,40 @@ class BatchPredictResult:
 
 
 def pin_model_uri(model_uri: str, runtime: Runtime | None) -> tuple[str, str | None, str | None]:
-    """(pinned uri, name, version): ``models:/NAME@ALIAS`` or ``models:/NAME`` -> ``models:/NAME/VERSION``."""
+    """(pinned uri, name, version): ``models:/NAME@ALIAS`` (``models:/NAME``: the champion) -> ``models:/NAME/N``."""
     ref = parse_model_uri(model_uri)
-    if not ref.registered:
-        return ref.uri, None, None
-    if ref.version is not None:
+    if not ref.registered or ref.version is not None:
         return ref.uri, ref.name, ref.version
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    if runtime is None:
+        raise ClusterError(f"resolving {model_uri!r} needs the runtime (its MLflow store); pass runtime=")
+    from mlops_ray.exceptions import RegistryError
+    from mlops_ray.registry import resolve_version
 
-    if runtime is not None:
-        from mlops_ray.runtime import configure_mlflow
-
-        configure_mlflow(runtime)
-    client = MlflowClient()
+    assert ref.name is not None
     try:
-        if ref.alias is not None:
-            version = client.get_model_version_by_alias(ref.name, ref.alias).version
-        else:
-            versions = client.search_model_versions(f"name='{ref.name}'")
-            if not versions:
-                raise ClusterError(f"registered model {ref.name!r} has no versions; register one first")
-            version = str(max(int(v.version) for v in versions))
-    except MlflowException as e:
-        raise ClusterError(
-            f"cannot resolve {model_uri!r} in the MLflow registry at {client._registry_uri}: {e}. "
-            "Check the model name and alias (`mlops-ray` registers NAME@champion on promotion) and "
-            "MLFLOW_TRACKING_URI."
-        ) from e
-    return f"models:/{ref.name}/{version}", ref.name, str(version)
+        info = resolve_version(runtime, ref.name, alias=ref.alias)
+    except RegistryError as e:
+        raise ClusterError(f"cannot score with {model_uri!r}: {e}") from e
+    return f"models:/{ref.name}/{info.version}", ref.name, str(info.version)
 
 
-def _default_concurrency(num_cpus: float, num_gpus: float) -> int:
-    import ray
-
-    res = ray.cluster_resources()
+def default_concurrency(cluster_cpus: float, cluster_gpus: float, num_cpus: float, num_gpus: float,
+                        io_cpus: float) -> int:
+    """As many actors as fit beside one read and one write task (pure; see ``batch_predict``)."""
     if num_gpus > 0:
-        return max(1, int(res.get("GPU", 0) // num_gpus))
-    # One CPU is left for Ray Data's read and write tasks when the cluster has more than two.
-    cpus = res.get("CPU", 1)
-    return max(1, int((cpus - (1 if cpus > 2 else 0)) // max(num_cpus, 1e-9)))
+        return max(1, int(cluster_gpus // num_gpus))
+    return max(1, int((cluster_cpus - 2 * io_cpus) // num_cpus + 1e-9))
+
+
+def check_fits(cluster_cpus: float, concurrency: int, num_cpus: float, num_gpus: float, io_cpus: float) -> None:
+    """Refuse a pool that would leave no CPU for the read/write tasks: Ray Data would wait forever."""
+    need = concurrency * (0 if num_gpus > 0 else num_cpus) + io_cpus
+    if need > cluster_cpus + 1e-9:
+        raise ClusterError(
+            f"{concurrency} scoring actors x {num_cpus} CPU + {io_cpus} CPU for reading/writing needs {need:g} CPUs "
+            f"but the cluster has {cluster_cpus:g}: the read and write tasks would never run. Lower concurrency or "
+            f"num_cpus (e.g. num_cpus={max(0.1, (cluster_cpus - 2 * io_cpus) / concurrency):.2f})"
+        )
 
 
 def _count_parquet_rows(path: str) -> int:
@@ -109,6 +103,7 @@ def batch_predict(
     batch_size: int = 8192,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
+    io_cpus: float = 0.25,
     overwrite: bool = False,
 ) -> BatchPredictResult:
     """Score every row of the Parquet data at ``input_path`` and write Parquet to ``output_path``.
@@ -118,6 +113,10 @@ def batch_predict(
     as it is instead (for tests and notebooks). Output columns: ``id_column`` and ``passthrough``,
     ``prediction``, ``proba_<class>`` (classification), and the lineage columns ``model_name``,
     ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be connected.
+
+    Each actor takes ``num_cpus`` (and ``num_gpus``: the model then runs on the GPU Ray assigned);
+    Parquet read and write tasks take ``io_cpus`` each, so that they always fit beside the pool.
+    ``concurrency`` defaults to as many actors as the cluster's CPUs (GPUs) allow.
     """
     import ray
 
@@ -127,8 +126,9 @@ def batch_predict(
         raise ClusterError("pass exactly one of model_uri (a registered model) or model (a FittedModel)")
     if batch_size < 1:
         raise ClusterError(f"batch_size must be >= 1, got {batch_size}")
-    if num_gpus < 0 or num_cpus <= 0:
-        raise ClusterError(f"num_cpus must be > 0 and num_gpus >= 0, got {num_cpus} and {num_gpus}")
+    if num_gpus < 0 or num_cpus <= 0 or io_cpus <= 0:
+        raise ClusterError(f"num_cpus and io_cpus must be > 0 and num_gpus >= 0, got {num_cpus}, {io_cpus} "
+                           f"and {num_gpus}")
     keep = [*([id_column] if id_column else []), *[c for c in (passthrough or []) if c != id_column]]
 
     out = Path(output_path)
@@ -142,11 +142,15 @@ def batch_predict(
         pinned, model_name, model_version = pin_model_uri(model_uri, runtime)
         from mlops_ray.registry import load_fitted_model
 
-        model = load_fitted_model(pinned)  # on the driver too: check the schema before starting actors
+        # Loaded on the driver too: the schema is checked before any actor starts.
+        model = load_fitted_model(pinned, tracking_uri=runtime.tracking_uri if runtime else None)
     assert model is not None
 
+    res = ray.cluster_resources()
+    n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus, io_cpus)
+    check_fits(res.get("CPU", 0), n, num_cpus, num_gpus, io_cpus)
     try:
-        ds = ray.data.read_parquet(input_path)
+        ds = ray.data.read_parquet(input_path, ray_remote_args={"num_cpus": io_cpus})
         columns = list(ds.schema().names)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise DataError(f"cannot read Parquet input {input_path!r}: {e}") from e
@@ -157,10 +161,10 @@ def batch_predict(
     run_id = uuid.uuid4().hex[:12]
     lineage = {"model_name": model_name, "model_version": model_version, "model_uri": pinned,
                "scored_at": scored_at, "batch_run_id": run_id}
-    n = concurrency or _default_concurrency(num_cpus, num_gpus)
     ctor: dict[str, Any] = {"lineage": lineage, "passthrough": keep}
     if model_uri is not None:
         ctor["model_uri"] = pinned
+        ctor["tracking_uri"] = runtime.tracking_uri if runtime else None
     else:
         ctor["model"] = model
     t0 = time.perf_counter()
@@ -173,7 +177,7 @@ def batch_predict(
         num_cpus=num_cpus,
         num_gpus=num_gpus or None,
     )
-    scored.write_parquet(output_path)
+    scored.write_parquet(output_path, ray_remote_args={"num_cpus": io_cpus})
     duration = time.perf_counter() - t0
 
     rows_out = _count_parquet_rows(output_path) if "://" not in output_path else ray.data.read_parquet(

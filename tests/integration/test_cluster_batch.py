@@ -74,3 +74,35 @@ def test_unknown_id_column_is_an_error(ray_session: str, model_and_data, tmp_pat
     model, _, folder = model_and_data
     with pytest.raises(DataError, match="request_id"):
         batch_predict(str(folder), str(tmp_path / "o"), model=model, id_column="request_id", concurrency=1)
+
+
+def _register(runtime, model, name: str) -> str:
+    """Log ``model`` as an MLflow model, register it and point @champion at it; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_ray.registry.packaging import log_fitted_model
+    from mlops_ray.runtime import ensure_experiment
+
+    exp = ensure_experiment(runtime, "cluster-batch-test")
+    with mlflow.start_run(experiment_id=exp):
+        info = log_fitted_model(model, bundle_code=False)
+    mv = mlflow.register_model(info.model_uri, name)
+    MlflowClient().set_registered_model_alias(name, "champion", mv.version)
+    return str(mv.version)
+
+
+def test_registered_model_alias_is_pinned_and_loaded_per_actor(ray_session: str, runtime, model_and_data,
+                                                                tmp_path: Path) -> None:
+    model, df, folder = model_and_data
+    version = _register(runtime, model, "batchdemo")
+    res = batch_predict(str(folder), str(tmp_path / "scored"), model_uri="models:/batchdemo@champion",
+                        runtime=runtime, id_column="row_id", concurrency=2, batch_size=500)
+    assert (res.model_name, res.model_version) == ("batchdemo", version)
+    assert res.model_uri == f"models:/batchdemo/{version}"  # the alias resolved once, on the driver
+    scored = pd.read_parquet(tmp_path / "scored").merge(df, on="row_id")
+    assert len(scored) == len(df) and scored["row_id"].is_unique
+    assert (scored["prediction"].to_numpy() == model.predict(scored)).all()
+    assert set(scored["model_uri"]) == {f"models:/batchdemo/{version}"}
+    with pytest.raises(ClusterError, match="no alias 'nope'"):
+        batch_predict(str(folder), str(tmp_path / "x"), model_uri="models:/batchdemo@nope", runtime=runtime)
