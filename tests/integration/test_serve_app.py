@@ -1,8 +1,12 @@
-"""The Serve application over real HTTP: protocols, validation, auth, ids, metrics, docs, CLI (one app, reused)."""
+"""The Serve application over real HTTP: protocols, validation, auth, ids, metrics, docs, CLI, and fault tolerance
+(one app with 2 model replicas, reused by every test here; the replica-kill test runs last)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +16,7 @@ import httpx
 import pytest
 
 from mlops_ray.runtime import resolve_runtime
-from tests.integration.serve_support import make_config, make_model, rows
+from tests.integration.serve_support import Load, make_config, make_model, rows
 
 PORT = 18040  # Serve's HTTP port is fixed per Ray cluster: every Serve test module uses this one
 MODEL = "clf"
@@ -29,7 +33,7 @@ def app(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     rt.ensure_dirs()
     cfg = make_config(PORT, str(rt.workdir), max_body_bytes=8192, max_rows_per_request=50)
     folder = save_fitted_model(make_model(0), root / "model-v1")  # the registry's saver: a local source
-    dep = deploy(cfg, rt, model=MODEL, version="1", source=str(folder))
+    dep = deploy(cfg, rt, model=MODEL, version="1", source=str(folder), num_replicas=2)  # 2: see the fault test
     tokens = read_tokens(rt.serve_dir, token_env="UNSET_T", admin_token_env="UNSET_A", env=lambda _: None)
     try:
         yield SimpleNamespace(rt=rt, cfg=cfg, dep=dep, url=dep.url, token=tokens.token, admin=tokens.admin_token,
@@ -177,9 +181,62 @@ def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixt
     assert main(["status", "--workdir", wd, "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     v1 = st["models"][MODEL]["versions"]["1"]
-    assert v1["traffic"] == 100.0 and v1["replicas"].get("RUNNING") == 1
+    assert v1["traffic"] == 100.0 and v1["replicas"].get("RUNNING") == 2
     assert main(["predict", MODEL, "--workdir", wd, "--json", json.dumps(rows(2))]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_version"] == "1" and len(out["predictions"]) == 2
     assert main(["predict", MODEL, "--workdir", wd, "--json", '[{"x0": 1}]']) == 1
     assert "missing feature(s)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ fault tolerance (last: it kills a replica)
+
+MAX_LOST = 3  # the goal is none: a prediction is retried on the other replica when its replica dies
+
+
+def replica_pids(app: str) -> list[int]:
+    """PIDs of the live replicas of a version's deployment (Serve names them SERVE_REPLICA::<app>#<dep>#<id>)."""
+    import ray
+
+    pids = []
+    for a in ray.util.list_named_actors(all_namespaces=True):
+        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{app}#ModelServer#"):
+            try:
+                h = ray.get_actor(a["name"], namespace="serve")
+                pids.append(int(ray.get(h.__ray_call__.remote(lambda _self: os.getpid()), timeout=10)))
+            except Exception:  # dead or not started yet
+                continue
+    return pids
+
+
+def running_replicas(app: str) -> int:
+    from ray import serve
+
+    st = serve.status().applications.get(app)
+    if st is None:
+        return 0
+    return sum(n for d in st.deployments.values() for s, n in d.replica_states.items() if str(s).endswith("RUNNING"))
+
+
+@pytest.mark.slow
+def test_killing_a_replica_under_load_loses_at_most_a_handful(app: SimpleNamespace) -> None:
+    vapp = app.dep.version_app
+    pids = replica_pids(vapp)
+    assert len(pids) == 2 and running_replicas(vapp) == 2
+    with Load(app.url, app.token, MODEL, threads=4, pause_s=0.005) as load:
+        time.sleep(1.5)
+        before = load.result.total
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            now = set(replica_pids(vapp))
+            if len(now) == 2 and pids[0] not in now and running_replicas(vapp) == 2:
+                break
+            time.sleep(0.5)
+        recovered_at = load.result.total
+        time.sleep(1.0)
+    res = load.result
+    assert pids[0] not in replica_pids(vapp) and running_replicas(vapp) == 2, "the replica count did not recover"
+    lost = res.total - res.codes[200]
+    assert lost <= MAX_LOST, (res.codes, res.failures[:5])
+    assert recovered_at > before and res.codes[200] > 100
