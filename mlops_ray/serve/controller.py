@@ -152,7 +152,12 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
             serve.run(model_app(name, str(version), source, options, cfg.serve, num_replicas), name=vapp,
                       route_prefix=None)
         except Exception as e:
-            raise ServeError(f"version {version} of {name!r} did not start: {_app_message(vapp) or e}") from e
+            why = _app_message(vapp) or e
+            try:
+                serve.delete(vapp, _blocking=False)  # leave no failed application behind
+            except Exception:
+                pass
+            raise ServeError(f"version {version} of {name!r} did not start: {why}") from e
     if cfg.serve.app_name not in apps:
         (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh ingress starts from nothing
         serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/")
