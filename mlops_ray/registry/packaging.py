@@ -65,8 +65,11 @@ def _copy_package(dst: Path) -> Path:
 
 
 def log_fitted_model(fitted: FittedModel, *, input_example: pd.DataFrame | None = None,
-                     name: str = MODEL_NAME_IN_RUN, bundle_code: bool = True) -> ModelInfo:
+                     name: str = MODEL_NAME_IN_RUN, bundle_code: bool = True,
+                     fitted_dir: Path | None = None) -> ModelInfo:
     """Log ``fitted`` into the active MLflow run as a pyfunc model; returns MLflow's ModelInfo.
+
+    ``fitted_dir``: ``fitted`` already written by ``save_fitted_model`` (not written again).
 
     ``bundle_code`` stores the mlops_ray sources with the model (MLflow ``code_paths``), so that
     ``mlflow models serve`` works where mlops_ray is not installed.
@@ -77,7 +80,8 @@ def log_fitted_model(fitted: FittedModel, *, input_example: pd.DataFrame | None 
 
     with tempfile.TemporaryDirectory(prefix="mlops_ray_pkg_") as tmp:
         tmpdir = Path(tmp)
-        fitted_dir = save_fitted_model(fitted, tmpdir / ARTIFACT_KEY)
+        if fitted_dir is None:
+            fitted_dir = save_fitted_model(fitted, tmpdir / ARTIFACT_KEY)
         code_file = tmpdir / "mlops_ray_model.py"
         code_file.write_text(MODEL_CODE)
         example = None

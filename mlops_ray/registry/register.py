@@ -95,12 +95,15 @@ def _score_champion(runtime: Runtime, name: str, version: str, prepared: Prepare
 
 
 def run_gate(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: PreparedData,
-             champion_version: str | None) -> gate_mod.GateDecision:
-    """Score the packaged challenger (saved and loaded back) and the champion on the same holdout rows."""
+             champion_version: str | None, packaged: Any = None) -> gate_mod.GateDecision:
+    """Score the packaged challenger and the champion on the same holdout rows.
+
+    ``packaged`` is the challenger after a save/load round trip (exactly what will be served); made here if None.
+    """
     g = cfg.registry.gate
-    with tempfile.TemporaryDirectory(prefix="mlops_ray_gate_") as tmp:
-        # The gate judges exactly what will be served: the model after a save/load round trip.
-        packaged = load_fitted_model_dir(save_fitted_model(result.model, Path(tmp) / "fitted"))
+    if packaged is None:
+        with tempfile.TemporaryDirectory(prefix="mlops_ray_gate_") as tmp:
+            packaged = load_fitted_model_dir(save_fitted_model(result.model, Path(tmp) / "fitted"))
     challenger = score_on_holdout(packaged, prepared.holdout_frame, prepared.y_holdout, prepared.task,
                                   prepared.features.classes)
     kwargs: dict[str, Any] = dict(thresholds=g.thresholds, margin=g.margin, confidence=g.confidence,
@@ -145,10 +148,14 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
         cl.get_run(result.parent_run_id)  # the search's run must exist before anything is logged
         existed = bool(get_aliases(cl, name)) or _registered(cl, name)
         current = get_aliases(cl, name)
-    decision = run_gate(cfg, runtime, result, prepared, current.get("champion"))
-    lineage = lineage_tags(cfg, result, prepared)
-    with mlflow_errors(f"registering {name}", runtime):
-        model_info = _log_model(cfg, result, prepared)
+    with tempfile.TemporaryDirectory(prefix="mlops_ray_pkg_") as tmp:
+        # Packaged once: the gate scores this folder's model and exactly this folder is logged.
+        fitted_dir = save_fitted_model(result.model, Path(tmp) / "fitted")
+        packaged = load_fitted_model_dir(fitted_dir)
+        decision = run_gate(cfg, runtime, result, prepared, current.get("champion"), packaged)
+        lineage = lineage_tags(cfg, result, prepared)
+        with mlflow_errors(f"registering {name}", runtime):
+            model_info = _log_model(cfg, result, prepared, fitted_dir)
     made: dict[str, str] = {}  # what this call created, for the undo
     try:
         with mlflow_errors(f"registering {name}", runtime):
@@ -172,7 +179,7 @@ def _registered(cl: MlflowClient, name: str) -> bool:
         return False
 
 
-def _log_model(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> Any:
+def _log_model(cfg: PipelineConfig, result: Any, prepared: PreparedData, fitted_dir: Path) -> Any:
     import mlflow
 
     from mlops_ray.registry.packaging import log_fitted_model
@@ -180,10 +187,10 @@ def _log_model(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> Any:
     active = mlflow.active_run()
     if active is not None and active.info.run_id == result.parent_run_id:
         return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
-                                bundle_code=cfg.registry.bundle_code)
+                                bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
     with mlflow.start_run(run_id=result.parent_run_id, nested=active is not None):
         return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
-                                bundle_code=cfg.registry.bundle_code)
+                                bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
 
 
 def _register_logged(cl: MlflowClient, cfg: PipelineConfig, result: Any, prepared: PreparedData, model_info: Any,

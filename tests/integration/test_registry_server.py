@@ -52,7 +52,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240  # a loaded CI machine can take minutes to start it
         while True:
             try:
                 if requests.get(f"{url}/health", timeout=2).status_code == 200:
@@ -66,7 +66,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server's own process group (started with start_new_session)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
@@ -121,7 +121,8 @@ def test_register_gate_and_load_through_a_tracking_server(mlflow_server: str, tm
 
 def test_registry_server_down_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     down = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    local = resolve_runtime(None, workdir=tmp_path / "local")
+    # Explicit URI: mlflow.set_tracking_uri in earlier tests also exports MLFLOW_TRACKING_URI.
+    local = resolve_runtime(None, workdir=tmp_path / "local", tracking_uri=f"sqlite:///{tmp_path / 'local' / 'm.db'}")
     local.ensure_dirs()
     ensure_experiment(local, "down")  # a real search run, made while a store was up
     with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("down").experiment_id) as run:
