@@ -1,0 +1,211 @@
+"""The data stage on the real local Ray: files, folders, globs, bundled sets, and bad input on purpose."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_ray.cli import main
+from mlops_ray.config import load_config, parse_config
+from mlops_ray.data import format_report, prepare
+from mlops_ray.data.generate import generate_table
+from mlops_ray.exceptions import DataError, SchemaError
+from mlops_ray.runtime import Runtime
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCHEMA = {"columns": [
+    {"name": "x", "type": "float", "min": 0, "max": 100},
+    {"name": "n", "type": "int"},
+    {"name": "color", "type": "category", "allowed": ["red", "green", "blue"]},
+    {"name": "y", "type": "category", "nullable": False},
+]}
+
+
+def _cfg(path: str, **data: Any) -> Any:
+    spec: dict[str, Any] = {"source": {"path": path}, "target": "y", "schema": SCHEMA,
+                            "split": {"holdout_fraction": 0.25, "folds": 3}}
+    spec.update(data)
+    return parse_config({"name": "t", "seed": 3, "data": spec})
+
+
+def _frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.uniform(0, 100, n).round(3), "n": rng.integers(0, 9, n),
+        "color": rng.choice(["red", "green", "blue"], n), "y": rng.choice(["yes", "no"], n),
+    })
+
+
+def test_bundled_breast_cancer(ray_session: str, runtime: Runtime) -> None:
+    cfg = load_config(EXAMPLES / "breast_cancer.yaml")
+    p = prepare(cfg, runtime)
+    r = p.report
+    assert r.rows_read == 569 == r.rows_clean and r.rows_rejected == 0 and r.reconciles()
+    assert p.X_train.shape == (r.rows_train, 30) and p.X_holdout.shape == (r.rows_holdout, 30)
+    assert p.features.classes == [0, 1] and p.task == "classification" and p.n_folds == 5
+    assert set(np.unique(p.y_train)) == {0, 1}
+    # Standard-scaled with training statistics: mean ~0 and std ~1 on the training rows.
+    assert np.abs(p.X_train.mean(axis=0)).max() < 1e-6 and np.allclose(p.X_train.std(axis=0), 1.0, atol=1e-6)
+    # The very same features reproduce the stored holdout matrix from the raw holdout rows.
+    assert np.allclose(p.features.transform(p.holdout_frame), p.X_holdout)
+    out = Path(r.output_dir)
+    for name in ("features.json", "reference.json", "report.json", "rejects.parquet"):
+        assert (out / name).is_file()
+    ref = json.loads((out / "reference.json").read_text())
+    assert ref["n_rows"] == r.rows_train and len(ref["columns"]) == 30
+    assert sum(ref["columns"]["mean radius"]["counts"]) == r.rows_train
+    again = prepare(cfg, runtime)
+    assert again.fingerprint == p.fingerprint and np.array_equal(again.folds, p.folds)
+    assert np.array_equal(again.X_train, p.X_train)
+
+
+def test_csv_parquet_folder_and_glob_agree(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    df = _frame(150)
+    df.to_csv(tmp_path / "one.csv", index=False)
+    shuffled = df.sample(frac=1.0, random_state=1)
+    (tmp_path / "pq").mkdir()
+    for i, part in enumerate((shuffled.iloc[:40], shuffled.iloc[40:90], shuffled.iloc[90:])):
+        part.to_parquet(tmp_path / "pq" / f"part-{i}.parquet", index=False)
+    (tmp_path / "csvs").mkdir()
+    for i, part in enumerate((df.iloc[:70], df.iloc[70:])):
+        part.to_csv(tmp_path / "csvs" / f"p{i}.csv", index=False)
+    one = prepare(_cfg(str(tmp_path / "one.csv")), runtime)
+    folder = prepare(_cfg(str(tmp_path / "pq")), runtime)
+    glob = prepare(_cfg(str(tmp_path / "csvs" / "*.csv")), runtime)
+    for p in (one, folder, glob):
+        assert p.report.rows_read == 150 and p.report.rows_rejected == 0
+    # Same rows, however split into files, ordered or formatted: same fingerprint, split and matrices.
+    assert one.fingerprint == folder.fingerprint == glob.fingerprint
+    assert one.report.rows_train == folder.report.rows_train == glob.report.rows_train
+    # Scales are merged from block partials in another order: equal to rounding error.
+    assert np.allclose(one.X_train, folder.X_train, rtol=0, atol=1e-12) and np.array_equal(one.folds, glob.folds)
+    other_seed = prepare(parse_config({**_cfg(str(tmp_path / "one.csv")).model_dump(by_alias=True), "seed": 4}),
+                         runtime)
+    assert other_seed.fingerprint == one.fingerprint  # the content is the same; only the split moves
+    assert not np.array_equal(other_seed.y_holdout, one.y_holdout) or other_seed.report.rows_holdout != \
+        one.report.rows_holdout
+
+
+def test_bad_rows_are_rejected_with_reasons(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    text = (
+        "x,n,color,y\n"
+        "1.5,1,red,yes\n"
+        "abc,2,red,no\n"      # wrong type
+        "inf,3,blue,yes\n"    # non-finite
+        ",4,green,no\n"       # missing: filled, kept
+        "NaN,4,green,no\n"    # NaN text: missing, kept
+        "150,5,red,yes\n"     # above max
+        "2.5,6,purple,no\n"   # unknown category
+        "3.5,7.5,red,no\n"    # an int column with a fraction
+        "4.5,8,red,\n"        # missing label
+    ) + "".join(f"{i}.0,{i % 9},{['red', 'green', 'blue'][i % 3]},{['yes', 'no'][i % 2]}\n" for i in range(40))
+    (tmp_path / "bad.csv").write_text(text)
+    p = prepare(_cfg(str(tmp_path / "bad.csv")), runtime)
+    r = p.report
+    assert r.rows_read == 49 and r.rows_rejected == 6 and r.rows_clean == 43 and r.reconciles()
+    assert r.rejected_by_reason == {"wrong_type:x": 1, "non_finite:x": 1, "above_max:x": 1,
+                                    "unknown_category:color": 1, "wrong_type:n": 1, "missing_target:y": 1}
+    assert r.missing_filled == {"x": 2}
+    rejects = pd.read_parquet(r.rejects_path)
+    assert len(rejects) == 6 and set(rejects["_reject_reason"]) == set(r.rejected_by_reason)
+    assert rejects.loc[rejects["_reject_reason"] == "wrong_type:x", "x"].tolist() == ["abc"]
+    assert "rejected" in format_report(r) and "wrong_type:x" in format_report(r)
+
+
+def test_parquet_nan_inf_and_drop_rules(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    df = _frame(60)
+    x = df["x"].to_numpy(dtype=float).copy()
+    x[0], x[1], x[2] = math.nan, math.inf, -math.inf  # a real float NaN (not a null) and both infinities
+    n = pa.array(df["n"].to_numpy(), mask=np.arange(60) == 3)
+    pq.write_table(pa.table({"x": pa.array(x), "n": n, "color": df["color"].tolist(), "y": df["y"].tolist()}),
+                   tmp_path / "t.parquet")
+    p = prepare(_cfg(str(tmp_path / "t.parquet")), runtime)
+    assert p.report.rejected_by_reason == {"non_finite:x": 2} and p.report.missing_filled == {"n": 1, "x": 1}
+    strict = _cfg(str(tmp_path / "t.parquet"), clean={"numeric_missing": {"strategy": "drop"}})
+    strict.data.schema_.nan = "reject"
+    q = prepare(strict, runtime)
+    assert q.report.rejected_by_reason == {"non_finite:x": 3, "dropped_missing:n": 1}
+    assert q.report.rows_dropped_missing == 1 and q.report.reconciles()
+    assert set(pd.read_parquet(q.report.rejects_path)["_reject_reason"]) == {"non_finite:x", "dropped_missing:n"}
+
+
+def test_generated_table_rejects_exactly_the_injected_faults(ray_session: str, runtime: Runtime,
+                                                             tmp_path: Path) -> None:
+    s = generate_table(tmp_path / "gen", 8000, seed=11, files=3)
+    cfg = load_config(EXAMPLES / "synthetic.yaml", {"data.source.path": str(tmp_path / "gen")})
+    p = prepare(cfg, runtime)
+    assert p.report.rejected_by_reason == s.faults
+    assert p.report.rows_read == 8000 and p.report.reconciles()
+    assert "cat_1=__other__" in p.features.feature_names_out  # max_categories: 10 of 20 products
+    assert p.features.numeric[4].clip_high is not None  # num_4 uses the IQR rule
+    assert sum(p.report.outliers_handled.values()) > 0 and sum(p.report.missing_filled.values()) > 0
+
+
+def test_unknown_categories_at_transform_time(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    _frame(80).to_parquet(tmp_path / "t.parquet", index=False)
+    free = {"columns": [c if c["name"] != "color" else {"name": "color", "type": "category"}
+                        for c in SCHEMA["columns"]]}
+    p = prepare(_cfg(str(tmp_path / "t.parquet"), schema=free), runtime)
+    out = p.features.transform(pd.DataFrame({"x": [1.0], "n": [1], "color": ["ultraviolet"]}))
+    names = p.features.feature_names_out
+    assert all(out[0, names.index(f"color={c}")] == 0.0 for c in ("red", "green", "blue"))
+
+
+def test_missing_column_fails_before_any_work(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    _frame(10).to_csv(tmp_path / "d" / "a.csv", index=False)
+    _frame(10).drop(columns=["n"]).to_csv(tmp_path / "d" / "b.csv", index=False)
+    with pytest.raises(SchemaError, match=r"\['n'\] missing in .*b\.csv"):
+        prepare(_cfg(str(tmp_path / "d")), runtime)
+    assert not (runtime.data_dir / "t").exists()
+
+
+def test_empty_and_corrupt_files(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "e").mkdir()
+    _frame(10).to_csv(tmp_path / "e" / "a.csv", index=False)
+    (tmp_path / "e" / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv is empty"):
+        prepare(_cfg(str(tmp_path / "e")), runtime)
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "header.csv").write_text("x,n,color,y\n")
+    with pytest.raises(DataError, match="no rows"):
+        prepare(_cfg(str(tmp_path / "h")), runtime)
+    (tmp_path / "c").mkdir()
+    _frame(10).to_parquet(tmp_path / "c" / "good.parquet", index=False)
+    (tmp_path / "c" / "bad.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(DataError, match=r"bad\.parquet is corrupt"):
+        prepare(_cfg(str(tmp_path / "c")), runtime)
+    # A valid footer over damaged pages fails in the Ray read, still as a DataError.
+    good = (tmp_path / "c" / "good.parquet").read_bytes()
+    (tmp_path / "c" / "bad.parquet").write_bytes(good[:4] + b"\x00" * (len(good) - 4 - 300) + good[-300:])
+    with pytest.raises(DataError):
+        prepare(_cfg(str(tmp_path / "c")), runtime)
+
+
+def test_all_rows_rejected_is_an_error(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": [-1.0, -2.0], "n": [1, 2], "color": ["red", "red"], "y": ["a", "b"]}),
+                   tmp_path / "neg.parquet")
+    with pytest.raises(DataError, match="below_min:x"):
+        prepare(_cfg(str(tmp_path / "neg.parquet")), runtime)
+
+
+def test_cli_data_command(ray_session: str, runtime: Runtime, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    _frame(50).to_csv(tmp_path / "a.csv", index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"name": "cli", "data": {"source": {"path": "a.csv"}, "target": "y",
+                                                       "schema": SCHEMA}}))
+    assert main(["data", str(cfg), "--workdir", str(runtime.workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "rows read" in out and "fingerprint" in out and "reconciles     yes" in out
+    assert (runtime.data_dir / "cli" / "features.json").is_file()
+    assert main(["data", str(cfg), "--workdir", str(runtime.workdir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows_read"] == 50
