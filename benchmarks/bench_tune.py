@@ -240,6 +240,7 @@ def main() -> None:
             "mlops_ray grid + ASHA": lambda: this_stage(X, y, folds, "asha",
                                                         asha={"grace_period": 1, "reduction_factor": 3}),
         }
+        this_stage(X[:600], y[:600], folds[:600], "fifo")  # warm-up (imports, worker processes), not recorded
         runs: dict[str, list[tuple[float, float]]] = {k: [] for k in peers}
         for rep in range(args.reps):
             for name, fn in peers.items():
@@ -249,6 +250,8 @@ def main() -> None:
                              "best_scores": [s for _, s in v]} for k, v in runs.items()}
 
     if args.only in (None, "overhead"):
+        tune_noop(4, stage_settings=True)  # warm-up (imports, worker processes), not recorded
+        stage_noop(4)
         out["noop_tune_default_s_per_trial"] = tune_noop(args.default_noop_trials, stage_settings=False)
         print(f"no-op, Tune defaults: {out['noop_tune_default_s_per_trial'] * 1000:.0f} ms/trial", flush=True)
         stage = [tune_noop(100, stage_settings=True) for _ in range(args.reps)]

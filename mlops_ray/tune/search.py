@@ -270,9 +270,6 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                 tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                                    tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots))
             grid = tuner.fit()
-        import mlflow
-
-        mlflow.flush_async_logging()
         trials = _summaries(grid, TrackingState(state_path).runs, metric)
         best = pick_best(trials, metric.mode)
         if best is None:

@@ -1,8 +1,9 @@
 """MLflow tracking of a search: a parent run, a child run per trial, written from the driver only.
 
 A Tune ``Callback`` sees every trial event in the driver, so one process writes to the tracking store
-(no concurrent writers, and workers need no MLflow access). Metric writes are asynchronous (MLflow's
-own queue) so that the store's latency does not slow the Tune loop; runs are created synchronously.
+(no concurrent writers, and workers need no MLflow access). The callback only enqueues: one writer
+thread does the writes in order, so the store's latency never slows the Tune loop (and no two writes
+race on a SQLite store); the search waits for the queue at the end of the experiment.
 The map trial id -> child run id is saved beside the Tune experiment, so a resumed search keeps
 writing to the same parent and child runs.
 """
@@ -10,8 +11,12 @@ writing to the same parent and child runs.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import queue
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from ray.tune import Callback
 
+logger = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 _SKIP_KEYS = {"trial_error", "trial_traceback", "pid", "final", "fold_done", "n_folds"}
 
@@ -63,6 +69,57 @@ class TrackingState:
         tmp.replace(self.path)
 
 
+class _Writer:
+    """One thread that does every MLflow write of the trials, in order, off the Tune loop.
+
+    A single writer means no two writes ever race on the store (SQLite locks), and the Tune loop only
+    enqueues. Consecutive metric batches for the same run are merged into one ``log_batch``.
+    """
+
+    def __init__(self, do: Callable[[tuple[Any, ...]], None]) -> None:
+        self._do = do
+        self._q: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="mlops-ray-mlflow", daemon=True)
+            self._thread.start()
+        self._q.put(item)
+
+    def drain(self) -> None:
+        """Block until everything queued so far is written."""
+        if self._thread is not None:
+            self._q.join()
+
+    def _loop(self) -> None:
+        while True:
+            items = [self._q.get()]
+            while True:  # take what is already queued, to merge metric batches
+                try:
+                    items.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            merged: list[tuple[Any, ...]] = []
+            for it in items:
+                if it is not None and it[0] == "metrics" and merged and merged[-1][0] == "metrics" \
+                        and merged[-1][1] == it[1]:
+                    merged[-1] = ("metrics", it[1], merged[-1][2] + it[2])
+                else:
+                    merged.append(it)  # type: ignore[arg-type]
+            for it in merged:
+                if it is None:
+                    continue
+                try:
+                    self._do(it)
+                except Exception as e:  # tracking must not take the search down; report at the end
+                    self.errors.append(f"{it[0]} for trial {it[1]}: {type(e).__name__}: {e}")
+                    logger.warning("MLflow write failed (%s for trial %s): %s", it[0], it[1], e)
+            for _ in items:
+                self._q.task_done()
+
+
 class MlflowTrialCallback(Callback):
     """One child run per trial: params at start, per-fold and running metrics, status at the end."""
 
@@ -74,7 +131,7 @@ class MlflowTrialCallback(Callback):
         self.state = state
         self.metric_key = metric_key
         self.prefix = run_name_prefix
-        self._pending: list[Any] = []
+        self.writer = _Writer(self._apply)
 
     # Tune pickles its RunConfig (callbacks included) with the experiment, and Tuner.restore brings this
     # object back: keep only what rebuilds the client, and re-read the state file.
@@ -86,80 +143,90 @@ class MlflowTrialCallback(Callback):
         self.__init__(d["tracking_uri"], d["experiment_id"], TrackingState(Path(d["state_path"])),  # type: ignore[misc]
                       d["metric_key"], d["prefix"])
 
-    # -------------------------------------------------------------------------------------- helpers
+    # ------------------------------------------------------------------------ the writer thread's side
 
-    def _run_id(self, trial: Any) -> str:
-        run_id = self.state.runs.get(trial.trial_id)
-        if run_id is None:
-            idx = trial_index(trial.trial_id)
+    def _apply(self, item: tuple[Any, ...]) -> None:
+        kind, trial_id = item[0], item[1]
+        if kind == "start":
+            run_id = self.state.runs.get(trial_id)
+            if run_id is not None:  # a resumed or retried trial keeps its run
+                self.client.update_run(run_id, status="RUNNING")
+                return
+            config = item[2]
+            idx = trial_index(trial_id)
             run = self.client.create_run(
                 self.experiment_id, run_name=f"{self.prefix}-trial-{idx:03d}",
-                tags={PARENT_TAG: self.state.parent_run_id or "", "mlops_ray.trial_id": trial.trial_id,
+                tags={PARENT_TAG: self.state.parent_run_id or "", "mlops_ray.trial_id": trial_id,
                       "mlops_ray.trial_index": str(idx), "mlops_ray.status": "running"})
-            run_id = run.info.run_id
-            params = [Param(k, _param_value(v)) for k, v in sorted(trial.config.items())]
+            params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
             if params:
-                self.client.log_batch(run_id, params=params)
-            self.state.runs[trial.trial_id] = run_id
+                self.client.log_batch(run.info.run_id, params=params)
+            self.state.runs[trial_id] = run.info.run_id
             self.state.save()
-        return run_id
+            return
+        run_id = self.state.runs.get(trial_id)
+        if run_id is None:
+            return
+        if kind == "metrics":
+            for i in range(0, len(item[2]), 1000):  # MLflow's log_batch limit
+                self.client.log_batch(run_id, metrics=item[2][i:i + 1000])
+        elif kind == "tags":
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in item[2].items()])
+        elif kind == "finish":
+            status, tags = item[2], item[3]
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if status == "error"
+                                                                   else RunStatus.FINISHED))
 
-    def _log(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+    # ------------------------------------------------------------------------ the Tune loop's side
+
+    def _metrics(self, trial: Any, metrics: dict[str, Any], step: int) -> None:
         ts = int(time.time() * 1000)
         batch = [Metric(k, float(v), ts, step) for k, v in metrics.items()
                  if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
         if batch:
-            self._pending.append(self.client.log_batch(run_id, metrics=batch, synchronous=False))
+            self.writer.put(("metrics", trial.trial_id, batch))
 
     def flush(self) -> None:
-        """Wait until every queued metric write reached the store."""
-        for op in self._pending:
-            op.wait()
-        self._pending.clear()
+        """Wait until every queued write reached the store."""
+        self.writer.drain()
 
     def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
-        run_id = self._run_id(trial)
-        self.flush()
-        tags = [RunTag("mlops_ray.status", status), RunTag("mlops_ray.num_failures", str(trial.num_failures))]
+        tags = {"mlops_ray.status": status, "mlops_ray.num_failures": str(trial.num_failures)}
         if error:
-            tags.append(RunTag("mlops_ray.error", error[:5000]))
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if status == "error"
-                                                               else RunStatus.FINISHED))
-
-    # -------------------------------------------------------------------------------------- events
+            tags["mlops_ray.error"] = error[:5000]
+        self.writer.put(("finish", trial.trial_id, status, tags))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        run_id = self._run_id(trial)
-        self.client.update_run(run_id, status="RUNNING")
+        self.writer.put(("start", trial.trial_id, dict(trial.config)))
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
-        run_id = self._run_id(trial)
         if result.get("trial_error"):
             return  # logged as the trial's error when it completes
         if result.get("fold_done", True):
             fold = int(result.get("fold", result.get("folds_done", 1) - 1))
-            self._log(run_id, {k: v for k, v in result.items() if k.startswith("fold_") and k not in _SKIP_KEYS},
-                      step=fold)
+            self._metrics(trial, {k: v for k, v in result.items() if k.startswith("fold_") and k not in _SKIP_KEYS},
+                          step=fold)
             running = {k: v for k, v in result.items()
                        if k.startswith(("mean_", "std_", self.metric_key)) or k in ("fit_s",)}
-            self._log(run_id, running, step=int(result.get("folds_done", fold + 1)))
+            self._metrics(trial, running, step=int(result.get("folds_done", fold + 1)))
         else:  # a torch epoch inside a fold
             it = int(result.get("training_iteration", 0))
-            self._log(run_id, {k: v for k, v in result.items() if k.startswith("epoch_")}, step=it)
-            self._log(run_id, {f"{self.metric_key}_running": result.get(self.metric_key, math.nan)}, step=it)
+            self._metrics(trial, {k: v for k, v in result.items() if k.startswith("epoch_")}, step=it)
+            self._metrics(trial, {f"{self.metric_key}_running": result.get(self.metric_key, math.nan)}, step=it)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        status = trial_status(last)
-        self._finish(trial, status, last.get("trial_error"))
+        self._finish(trial, trial_status(last), last.get("trial_error"))
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        run_id = self._run_id(trial)
-        self.client.set_tag(run_id, "mlops_ray.retries", str(trial.num_failures))
+        self.writer.put(("tags", trial.trial_id, {"mlops_ray.retries": str(trial.num_failures)}))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         err = trial.get_error() or f"trial {trial.trial_id} failed {trial.num_failures} time(s)"
         msg = str(err).strip().splitlines()[-1][:2000] if str(err).strip() else str(err)
         self._finish(trial, "error", msg)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.flush()

@@ -80,10 +80,11 @@ def test_same_seed_same_search(ray_session: str, runtime: Runtime) -> None:
 
 
 def test_asha_stops_bad_configs_after_their_first_folds(ray_session: str, runtime: Runtime) -> None:
-    # One trial at a time so the rungs fill in a known order: good configs first, then hopeless ones.
+    # One trial at a time so the rungs fill in a known order: the good config first (a grid runs the last
+    # listed value first), then hopeless ones.
     cfg = parse_config(tune_config(model=LOGREG, search="grid", scheduler="asha", max_concurrent=1,
                                    asha={"grace_period": 1, "reduction_factor": 2},
-                                   search_space={"C": {"grid": [1.0, 1e-6, 2e-6, 3e-6]}}))
+                                   search_space={"C": {"grid": [3e-6, 2e-6, 1e-6, 1.0]}}))
     result = run_search(cfg, runtime, make_prepared(n=180, n_folds=3))
     stopped = [t for t in result.trials if t.status == "stopped_early"]
     assert len(stopped) >= 2 and all(t.folds_done < 3 and t.config["C"] < 1e-5 for t in stopped)

@@ -46,8 +46,9 @@ def test_to_tune_random_maps_kinds_to_tune_domains() -> None:
 def test_to_tune_grid_enumerates_choices_and_small_randint() -> None:
     space = to_tune(_domains({"a": {"grid": [1, 2]}, "b": {"choice": ["x", "y", "z"]}, "c": {"randint": [0, 2]}}),
                     "grid")
-    assert space == {"a": {"grid_search": [1, 2]}, "b": {"grid_search": ["x", "y", "z"]},
-                     "c": {"grid_search": [0, 1, 2]}}
+    # The last listed value runs first (lists usually go from cheap to expensive: longest trials first).
+    assert space == {"a": {"grid_search": [2, 1]}, "b": {"grid_search": ["z", "y", "x"]},
+                     "c": {"grid_search": [2, 1, 0]}}
     assert count_trials(_domains({"a": {"grid": [1, 2]}, "b": {"choice": ["x", "y", "z"]}}), "grid", 2) == 12
 
 
