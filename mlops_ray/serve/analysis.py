@@ -7,7 +7,6 @@ A window with fewer than ``min_requests`` canary requests is not judged: it is e
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +141,3 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
     if "prediction_psi" in m:
         parts.append(f"PSI {m['prediction_psi']}")
     return Verdict("pass", ", ".join(parts), m)
-
-
-def finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None

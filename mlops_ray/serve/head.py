@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_ray.exceptions import ServeError
@@ -34,6 +34,7 @@ class HeadInfo:
     fast_mode: bool
     started_at: float
     log: str
+    env: dict[str, str] = field(default_factory=dict)  # the Serve settings the head was started with
 
 
 def _alive(pid: int) -> bool:
@@ -91,8 +92,13 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
            f"--temp-dir={temp_dir}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
-    if fast_mode:  # `env K=V cmd`: adds the variables while inheriting the rest of the environment
-        cmd = ["env", *(f"{k}={v}" for k, v in FAST_MODE_ENV.items()), *cmd]
+    extra: dict[str, str] = {}
+    if fast_mode:
+        # HAProxy's metrics and stats listeners default to fixed ports (9101, 8404): free ones, so that two
+        # heads on one machine do not collide.
+        extra = {**FAST_MODE_ENV, "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+                 "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port())}
+        cmd = ["env", *(f"{k}={v}" for k, v in extra.items()), *cmd]  # adds to the inherited environment
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -103,7 +109,8 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
             stop_pid(proc.pid)
             raise ServeError(f"the Ray head did not open {address} within {timeout_s:.0f}s; see {log}")
         time.sleep(0.25)
-    info = HeadInfo(address=address, pid=proc.pid, fast_mode=fast_mode, started_at=time.time(), log=str(log))
+    info = HeadInfo(address=address, pid=proc.pid, fast_mode=fast_mode, started_at=time.time(), log=str(log),
+                    env=extra)
     (runtime.serve_dir / HEAD_FILE).write_text(json.dumps(asdict(info)))
     return address
 

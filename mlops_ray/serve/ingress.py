@@ -208,11 +208,12 @@ class Ingress:
         try:
             self._ensure_loop()
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
-            if name is None:  # /invocations names no model: the only one served
-                if len(self.models) != 1:
+            if name is None:  # /invocations names no model: ?model=NAME, or the only one served
+                name = request.query_params.get("model")
+                if name is None and len(self.models) != 1:
                     raise RequestError(400, f"{len(self.models)} models are served ({sorted(self.models)}); "
                                        "use /v1/models/{name}/predict or /invocations?model=NAME", "model")
-                name = request.query_params.get("model") or next(iter(self.models))
+                name = name or next(iter(self.models))
             entry = self._entry(name)
             size = request.headers.get("content-length")
             if size and size.isdigit() and int(size) > self.max_body:
