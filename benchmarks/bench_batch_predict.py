@@ -91,7 +91,8 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
 
     from mlops_ray.cluster.batch import batch_predict
 
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, object_store_memory=1_000_000_000)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+             object_store_memory=1_000_000_000)
     try:
         from mlops_ray.registry import load_fitted_model  # noqa: F401
 
@@ -101,10 +102,10 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
 
         kwargs = {"model": load_fitted_model_dir(model_dir)}
     t0 = time.perf_counter()
-    # Logical CPUs are scheduling tokens: 2 actors x 0.75 + 0.25 per read/write task fit in 2 CPUs,
-    # so the actors use both cores while Parquet reading and writing still get scheduled.
+    # Logical CPUs are scheduling tokens: 2 actors x 0.5 + 1 for Ray Data's file listing task (then
+    # 0.25 per read/write task) fit in 2 CPUs, so the actors use both cores and the I/O still runs.
     res = batch_predict(str(data), str(out), id_column="row_id", concurrency=concurrency, batch_size=16_384,
-                        num_cpus=(cpus - 0.5) / concurrency, io_cpus=0.25, overwrite=True, **kwargs)
+                        num_cpus=(cpus - 1.0) / concurrency, io_cpus=0.25, overwrite=True, **kwargs)
     seconds = time.perf_counter() - t0
     ray.shutdown()
     return {"seconds": seconds, "rows": res.rows_out, "how": next(iter(kwargs))}

@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--entrypoint-num-cpus", type=float, help="CPUs reserved for the job's driver")
     s.add_argument("--entrypoint-num-gpus", type=float, help="GPUs reserved for the job's driver")
     s.add_argument("--dry-run", action="store_true", help="print the submission (and `ray job submit` line) only")
-    s.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments after `--` are passed to the job")
-    s.set_defaults(func=_submit)
+    s.add_argument("rest", nargs=argparse.REMAINDER, metavar="[OPTIONS] [-- JOB_ARGS]",
+                   help="options may follow CONFIG; arguments after `--` are passed to the job")
+    s.set_defaults(func=_submit, _parser=s)
 
     j = sub.add_parser("job", help="status, logs, stop or list Ray jobs on a cluster")
     jsub = j.add_subparsers(dest="job_command", metavar="ACTION", required=True)
@@ -60,21 +61,29 @@ def _address(args: argparse.Namespace) -> str:
     return address
 
 
+def _split_rest(args: argparse.Namespace) -> list[str]:
+    """argparse hands everything after CONFIG to ``rest``: options before ``--`` are ours, the rest the job's."""
+    rest = list(args.rest)
+    cut = rest.index("--") if "--" in rest else len(rest)
+    if rest[:cut]:
+        args.rest = []
+        args._parser.parse_args([*rest[:cut], args.config], namespace=args)
+    return rest[cut + 1:]
+
+
 def _submit(args: argparse.Namespace) -> int:
     from mlops_ray.cluster.jobs import JobClient
     from mlops_ray.cluster.spec import build_submission, parse_env_pairs
     from mlops_ray.config import load_config
     from mlops_ray.runtime import code_version
 
+    job_args = _split_rest(args)
     cfg = load_config(args.config)  # validate here: a typo should fail now, not after the upload
     env_vars = parse_env_pairs(args.env)
     if args.tracking_uri:
         env_vars["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.workdir:
         env_vars["MLOPS_RAY_WORKDIR"] = args.workdir
-    job_args = list(args.job_args)
-    if job_args and job_args[0] == "--":
-        job_args = job_args[1:]
     spec = build_submission(
         args.job.replace("-", "_"), args.config, args.working_dir, name=cfg.name, job_args=job_args,
         env_vars=env_vars or None, pip=args.pip or None, submission_id=args.submission_id,

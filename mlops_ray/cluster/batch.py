@@ -63,22 +63,33 @@ def pin_model_uri(model_uri: str, runtime: Runtime | None) -> tuple[str, str | N
     return f"models:/{ref.name}/{info.version}", ref.name, str(info.version)
 
 
+# Ray Data 2.60 lists the input files in a task of its own that asks for 1 CPU (not configurable); it
+# runs while the actor pool is already up, so the pool must leave that much free.
+LIST_FILES_CPUS = 1.0
+
+
+def _io_reserve(io_cpus: float) -> float:
+    return max(LIST_FILES_CPUS, 2 * io_cpus)
+
+
 def default_concurrency(cluster_cpus: float, cluster_gpus: float, num_cpus: float, num_gpus: float,
                         io_cpus: float) -> int:
-    """As many actors as fit beside one read and one write task (pure; see ``batch_predict``)."""
+    """As many actors as fit beside the file listing / read / write tasks (pure; see ``batch_predict``)."""
     if num_gpus > 0:
         return max(1, int(cluster_gpus // num_gpus))
-    return max(1, int((cluster_cpus - 2 * io_cpus) // num_cpus + 1e-9))
+    return max(1, int((cluster_cpus - _io_reserve(io_cpus)) // num_cpus + 1e-9))
 
 
 def check_fits(cluster_cpus: float, concurrency: int, num_cpus: float, num_gpus: float, io_cpus: float) -> None:
     """Refuse a pool that would leave no CPU for the read/write tasks: Ray Data would wait forever."""
-    need = concurrency * (0 if num_gpus > 0 else num_cpus) + io_cpus
+    reserve = _io_reserve(io_cpus)
+    need = concurrency * (0 if num_gpus > 0 else num_cpus) + reserve
     if need > cluster_cpus + 1e-9:
+        fit = max(0.05, (cluster_cpus - reserve) / concurrency)
         raise ClusterError(
-            f"{concurrency} scoring actors x {num_cpus} CPU + {io_cpus} CPU for reading/writing needs {need:g} CPUs "
-            f"but the cluster has {cluster_cpus:g}: the read and write tasks would never run. Lower concurrency or "
-            f"num_cpus (e.g. num_cpus={max(0.1, (cluster_cpus - 2 * io_cpus) / concurrency):.2f})"
+            f"{concurrency} scoring actors x {num_cpus} CPU + {reserve:g} CPU for listing/reading/writing files "
+            f"needs {need:g} CPUs but the cluster has {cluster_cpus:g}: Ray Data would wait forever. Lower "
+            f"concurrency, or num_cpus (logical CPUs: num_cpus={fit:.2f} still lets each actor use a whole core)"
         )
 
 

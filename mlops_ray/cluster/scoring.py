@@ -134,18 +134,25 @@ class BatchScorer:
             self.lineage["scored_at"] = pd.Timestamp.now(tz="UTC")
         self.lineage["scored_at"] = pd.Timestamp(self.lineage["scored_at"])
         _limit_threads(self.model.estimator, estimator_threads)
+        self.device = "cpu"
         self._move_to_device()
         self._proba_names = (
             proba_column_names(self.model.classes or []) if self.model.task == "classification" else []
         )
 
     def _move_to_device(self) -> None:
-        # A torch estimator runs on the GPU Ray assigned to this actor, if any (see devices.py).
-        to = getattr(self.model.estimator, "to_device", None)
-        if callable(to):
-            from mlops_ray.cluster.devices import torch_device
+        # A torch model runs on the GPU Ray assigned to this actor, and on the CPU when it was assigned
+        # none, even on a GPU node (its own "auto" would grab any visible GPU). See devices.py.
+        est = self.model.estimator
+        net = getattr(est, "model_", None)
+        if self.model.kind != "torch_mlp" or net is None or not hasattr(net, "to"):
+            return
+        from mlops_ray.cluster.devices import torch_device
 
-            to(torch_device())
+        device = torch_device()
+        est.model_ = net.to(device)
+        est.device_ = device
+        self.device = device
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         check_input_columns(list(batch.columns), self.model, self.passthrough)

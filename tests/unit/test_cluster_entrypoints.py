@@ -1,0 +1,104 @@
+"""Job entrypoints and the CI gate helper: argument handling and result lines, no Ray."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_ray.cli import build_parser, main
+from mlops_ray.cluster.entrypoints import SUMMARY_MARKER, pipeline_summary, to_jsonable
+from mlops_ray.cluster.gate_output import gate_outputs, read_job_result
+from mlops_ray.cluster.gate_output import main as gate_main
+from mlops_ray.exceptions import ClusterError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class _Reg:
+    name: str
+    version: str
+    accepted: bool
+
+
+@dataclass
+class _Result:
+    config_hash: str
+    steps: list[str]
+    registration: _Reg
+    seconds: dict[str, float]
+    search: object = None
+    deployment: object = None
+
+
+def test_summary_is_json_and_feeds_the_gate(tmp_path: Path) -> None:
+    res = _Result("abc", ["data", "tune", "register"], _Reg("bc", "4", True), {"tune": np.float64(1.5)})
+    summary = pipeline_summary(res)
+    text = json.dumps(summary)
+    assert summary["registration"] == {"name": "bc", "version": "4", "accepted": True}
+    assert summary["seconds"] == {"tune": 1.5}
+    log = tmp_path / "train.log"
+    log.write_text(f"noise\n[tune] done\n{SUMMARY_MARKER}{text}\nshutting down\n")
+    assert gate_outputs(read_job_result(log.read_text())) == {"accepted": "true", "version": "4", "model": "bc"}
+    assert gate_main([str(log)]) == 0
+
+
+def test_gate_without_result_line_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ClusterError, match="failed before it finished"):
+        read_job_result("Traceback ...\nValueError")
+    log = tmp_path / "bad.log"
+    log.write_text("Traceback")
+    assert gate_main([str(log)]) == 1
+    assert "failed before it finished" in capsys.readouterr().err
+    rejected = {"registration": {"name": "bc", "version": "5", "accepted": False}}
+    assert gate_outputs(rejected)["accepted"] == "false"
+    assert gate_outputs({"steps": ["data"]})["accepted"] == "false"
+
+
+def test_to_jsonable_handles_arrays_paths_and_nesting() -> None:
+    out = to_jsonable({"a": np.zeros((3, 2)), "p": Path("/x"), "n": np.int64(3), "l": (1, 2)})
+    assert out == {"a": "<ndarray shape=(3, 2)>", "p": "/x", "n": 3, "l": [1, 2]}
+
+
+def test_submit_dry_run_prints_the_submission(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    code = main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--job", "batch_predict",
+                 "--tracking-uri", "http://mlflow:5000", "--submission-id", "x1", "--",
+                 "--input", "data/in", "--output", "work/out"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["entrypoint"] == ("python jobs/batch_predict.py --config examples/breast_cancer.yaml "
+                                 "--input data/in --output work/out")
+    assert out["runtime_env"]["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+    assert out["submission_id"] == "x1"
+    assert out["ray_job_submit"].startswith("ray job submit --address ")
+
+
+def test_cli_errors_are_clear(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    assert main(["submit", "examples/breast_cancer.yaml"]) == 1
+    assert "no cluster address" in capsys.readouterr().err
+    assert main(["submit", "examples/breast_cancer.yaml", "--job", "nope", "--dry-run"]) == 1
+    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert main(["job", "status", "abc", "--address", "http://127.0.0.1:1"]) == 1
+    assert "cannot reach the Ray dashboard" in capsys.readouterr().err
+    parser = build_parser()
+    args = parser.parse_args(["job", "logs", "abc", "--follow", "--address", "http://h:8265"])
+    assert args.follow and args.job_id == "abc"
+
+
+@pytest.mark.parametrize("job", ["train", "deploy", "retrain", "monitor", "batch_predict"])
+def test_job_scripts_answer_help(job: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "jobs" / f"{job}.py"), "--help"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "--config" in out.stdout
