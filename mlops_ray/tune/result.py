@@ -26,6 +26,7 @@ class TrialSummary:
     num_failures: int = 0  # worker deaths Tune retried
     run_id: str | None = None  # the MLflow child run
     seconds: float | None = None
+    device: str = "cpu"  # where the trial trained: cuda when Ray gave it a GPU (torch_mlp)
 
 
 @dataclass

@@ -173,7 +173,7 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
             metrics={k: float(v) for k, v in last.items() if k.startswith(("mean_", "std_"))
                      and isinstance(v, int | float) and math.isfinite(v)},
             error=error, num_failures=int(trial.num_failures), run_id=state_runs.get(trial.trial_id),
-            seconds=last.get("elapsed_s")))
+            seconds=last.get("elapsed_s"), device=str(last.get("device", "cpu"))))
     return sorted(out, key=lambda t: t.index)
 
 
@@ -206,7 +206,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     from mlflow import MlflowClient
     from ray import tune
 
-    from mlops_ray.tune.tracking import MlflowTrialCallback, TrackingState
+    from mlops_ray.tune.tracking import MlflowTrialCallback, TrackingState, reconcile_children
 
     t0 = time.perf_counter()
     ts = cfg.tune
@@ -270,7 +270,11 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                 tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                                    tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots))
             grid = tuner.fit()
-        trials = _summaries(grid, TrackingState(state_path).runs, metric)
+        state = TrackingState(state_path)
+        trials = _summaries(grid, state.runs, metric)
+        if resume:  # writes queued by the killed driver are lost: close or create those child runs now
+            reconcile_children(client, experiment_id, state, trials, cfg.name, metric.name)
+            trials = _summaries(grid, state.runs, metric)
         best = pick_best(trials, metric.mode)
         if best is None:
             errors = sorted({t.error for t in trials if t.error})

@@ -26,7 +26,7 @@ from ray.tune import Callback
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
-_SKIP_KEYS = {"trial_error", "trial_traceback", "pid", "final", "fold_done", "n_folds"}
+_SKIP_KEYS = {"trial_error", "trial_traceback", "pid", "final", "fold_done", "n_folds", "device"}
 
 
 def trial_index(trial_id: str) -> int:
@@ -230,3 +230,37 @@ class MlflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.flush()
+
+
+def reconcile_children(client: MlflowClient, experiment_id: str, state: TrackingState, trials: list[Any],
+                       prefix: str, metric: str) -> int:
+    """After a resume: close (or create) the child runs whose last writes died with the old driver.
+
+    ``trials`` are ``TrialSummary`` objects. Returns how many runs were fixed.
+    """
+    fixed = 0
+    for t in trials:
+        if t.status == "not_run":
+            continue
+        run_id = state.runs.get(t.trial_id)
+        if run_id is None:
+            run = client.create_run(experiment_id, run_name=f"{prefix}-trial-{t.index:03d}",
+                                    tags={PARENT_TAG: state.parent_run_id or "", "mlops_ray.trial_id": t.trial_id,
+                                          "mlops_ray.trial_index": str(t.index)})
+            run_id = run.info.run_id
+            client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(t.config.items())])
+            state.runs[t.trial_id] = run_id
+            state.save()
+        elif client.get_run(run_id).info.status != "RUNNING":
+            continue
+        ts = int(time.time() * 1000)
+        metrics = [Metric(k, v, ts, t.folds_done) for k, v in t.metrics.items()]
+        metrics += [Metric(f"fold_{metric}", float(v), ts, i) for i, v in enumerate(t.fold_scores)
+                    if math.isfinite(v)]
+        tags = [RunTag("mlops_ray.status", t.status), RunTag("mlops_ray.num_failures", str(t.num_failures))]
+        if t.error:
+            tags.append(RunTag("mlops_ray.error", t.error[:5000]))
+        client.log_batch(run_id, metrics=metrics, tags=tags)
+        client.set_terminated(run_id, "FAILED" if t.status == "error" else "FINISHED")
+        fixed += 1
+    return fixed

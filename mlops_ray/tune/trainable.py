@@ -88,12 +88,15 @@ def cv_trial(config: dict[str, Any], data: TrialData, spec: TrialSpec) -> None:
 
     n_jobs = max(1, int(spec.cpus))
     torch_kind = spec.factory.kind == "torch_mlp"
+    device = "cpu"
     if torch_kind:
         import torch
 
         torch.set_num_threads(n_jobs)  # torch parallelises inside a fold; folds run in sequence
         n_jobs = 1
-    base = {"pid": os.getpid(), "n_folds": data.n_folds}
+        # Ray exposes only the trial's GPUs (CUDA_VISIBLE_DEVICES), so this is true only with a GPU assigned.
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    base = {"pid": os.getpid(), "n_folds": data.n_folds, "device": device}
     done: list[dict[str, float]] = []
     t0 = time.perf_counter()
 

@@ -113,4 +113,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session: st
     children = client.search_runs([result.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert len(children) == len(grid)
+    assert all(c.info.status == "FINISHED" and c.data.tags["mlops_ray.status"] == "completed" for c in children)
+    assert all(len(client.get_metric_history(c.info.run_id, "fold_accuracy")) >= 3 for c in children)
     assert client.get_run(result.parent_run_id).data.tags.get("mlops_ray.resumed") == "true"

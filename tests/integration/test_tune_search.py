@@ -122,7 +122,7 @@ def test_torch_mlp_tiny_search_on_cpu_reports_per_epoch(ray_session: str, runtim
     prepared = make_prepared(n=150, n_folds=3)
     result = run_search(cfg, runtime, prepared)
     assert result.model.kind == "torch_mlp" and type(result.model.estimator).__name__ == "TorchMLPClassifier"
-    assert result.model.estimator.device_ == "cpu"
+    assert result.model.estimator.device_ == "cpu" and {t.device for t in result.trials} == {"cpu"}
     assert result.n_completed == 2 and all(t.folds_done == 3 for t in result.trials)
     client = MlflowClient(runtime.tracking_uri)
     child = client.get_run(result.trials[0].run_id)
@@ -142,3 +142,17 @@ def test_regression_search_optuna(ray_session: str, runtime: Runtime) -> None:
     assert result.cv_mean == min(t.cv_mean for t in result.trials)
     assert set(result.holdout_metrics) == {"r2", "rmse", "mae"}
     assert len(result.trials) == 3
+
+
+@pytest.mark.gpu
+def test_torch_trial_trains_on_cuda_when_given_a_fraction_of_a_gpu(ray_session: str, runtime: Runtime) -> None:
+    import ray
+    import torch
+
+    if ray.cluster_resources().get("GPU", 0) < 1 or not torch.cuda.is_available():
+        pytest.skip("needs a GPU visible to Ray and a CUDA build of torch")
+    cfg = parse_config(tune_config(model={"kind": "torch_mlp", "estimator": None, "params": {"epochs": 2}},
+                                   search="grid", resources={"cpu": 1, "gpu": 0.5},
+                                   search_space={"width": {"grid": [8, 16]}}))
+    result = run_search(cfg, runtime, make_prepared(n=150, n_folds=3))
+    assert {t.device for t in result.trials} == {"cuda"}
