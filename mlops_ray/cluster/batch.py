@@ -115,6 +115,7 @@ def batch_predict(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     io_cpus: float = 0.25,
+    num_blocks: int | None = None,
     overwrite: bool = False,
 ) -> BatchPredictResult:
     """Score every row of the Parquet data at ``input_path`` and write Parquet to ``output_path``.
@@ -127,7 +128,9 @@ def batch_predict(
 
     Each actor takes ``num_cpus`` (and ``num_gpus``: the model then runs on the GPU Ray assigned);
     Parquet read and write tasks take ``io_cpus`` each, so that they always fit beside the pool.
-    ``concurrency`` defaults to as many actors as the cluster's CPUs (GPUs) allow.
+    ``concurrency`` defaults to as many actors as the cluster's CPUs (GPUs) allow. ``num_blocks``
+    (default ``4 x concurrency``) splits the input so that every actor gets work, in a stream: Ray Data
+    would otherwise read a small folder as one block, scored by one actor.
     """
     import ray
 
@@ -161,7 +164,8 @@ def batch_predict(
     n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus, io_cpus)
     check_fits(res.get("CPU", 0), n, num_cpus, num_gpus, io_cpus)
     try:
-        ds = ray.data.read_parquet(input_path, ray_remote_args={"num_cpus": io_cpus})
+        ds = ray.data.read_parquet(input_path, ray_remote_args={"num_cpus": io_cpus},
+                                   override_num_blocks=num_blocks or 4 * n)
         columns = list(ds.schema().names)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise DataError(f"cannot read Parquet input {input_path!r}: {e}") from e
