@@ -295,6 +295,7 @@ class ServeSpec(_Spec):
     auth: AuthSpec = Field(default_factory=AuthSpec)
     replica_cpus: float = Field(0.5, gt=0)
     replica_gpus: float = Field(0.0, ge=0)
+    access_log: bool = False  # Serve's per-request access log lines (costly at high request rates)
 
 
 # ------------------------------------------------------------------------------------------ monitor

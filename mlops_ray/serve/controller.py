@@ -150,7 +150,7 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                    "flush_interval_s": cfg.monitor.flush_interval_s}
         try:
             serve.run(model_app(name, str(version), source, options, cfg.serve, num_replicas), name=vapp,
-                      route_prefix=None)
+                      route_prefix=None, logging_config=_logging(cfg))
         except Exception as e:
             why = _app_message(vapp) or e
             try:
@@ -160,7 +160,8 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
             raise ServeError(f"version {version} of {name!r} did not start: {why}") from e
     if cfg.serve.app_name not in apps:
         (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh ingress starts from nothing
-        serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/")
+        serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/",
+                  logging_config=_logging(cfg))
     handle = serve.get_app_handle(cfg.serve.app_name)
     try:
         out = handle.add_version.remote(name, str(version), vapp, label, canary_pct,
@@ -185,6 +186,10 @@ def _app_message(app: str) -> str | None:
         if dep.message:
             return "\n".join(dep.message.strip().splitlines()[-3:])
     return getattr(status, "message", None) or None
+
+
+def _logging(cfg: PipelineConfig) -> dict[str, Any]:
+    return {"enable_access_log": cfg.serve.access_log}
 
 
 def _cause(e: BaseException) -> str:
