@@ -164,8 +164,10 @@ def test_failure_after_logging_leaves_nothing_half_registered(setup, monkeypatch
     # The fault is injected after the model was logged and the version created.
     monkeypatch.setattr(register_mod, "move_aliases", broken)
     search = _search(runtime, cfg, fit_model(train, LogisticRegression(C=0.5), prepared.features))
-    with pytest.raises(RegistryError, match=r"simulated outage.*logged to run .*undone: version 2 deleted"):
+    with pytest.raises(RegistryError, match=r"simulated outage.*logged to run .*undone: version 2 deleted") as err:
         register_model(cfg, runtime, search, prepared)
+    assert "aliases restored" in str(err.value) and "logged model m-" in str(err.value)
+    assert "NOT deleted" not in str(err.value)
     cl = MlflowClient(runtime.tracking_uri)
     versions = cl.search_model_versions(f"name = '{cfg.model_name}'")
     assert [str(v.version) for v in versions] == ["1"]
