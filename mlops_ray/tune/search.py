@@ -243,7 +243,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     parent_run_id = _start_parent(client, experiment_id, state, cfg, prepared, settings, resume)
 
     try:
-        n_classes = len(prepared.features.classes or []) if task == "classification" else 0
+        n_classes = _n_classes(prepared)
         data = TrialData(X=np.ascontiguousarray(prepared.X_train, dtype=np.float64), y=np.asarray(prepared.y_train),
                          folds=np.asarray(prepared.folds), task=task, n_classes=n_classes)
         data_ref = ray.put(data)  # once: every trial and fold reads this same object
@@ -305,12 +305,19 @@ def _cv_trial() -> Any:
     return cv_trial
 
 
+def _n_classes(prepared: PreparedData) -> int:
+    if prepared.task != "classification":
+        return 0
+    seen = int(max(np.max(prepared.y_train, initial=0), np.max(prepared.y_holdout, initial=0))) + 1
+    return max(len(prepared.features.classes or []), seen)
+
+
 def evaluate_holdout(fitted: FittedModel, prepared: PreparedData) -> dict[str, float]:
     """Every metric of the task, once, on the holdout rows (never seen by the search)."""
     if len(prepared.y_holdout) == 0:
         return {}
     pred, proba = predict_for_scoring(fitted.estimator, prepared.X_holdout, prepared.task)
-    n_classes = len(prepared.features.classes or []) if prepared.task == "classification" else 0
+    n_classes = _n_classes(prepared)
     if prepared.task == "classification":
         proba = expand_proba(proba, fitted.estimator, n_classes)
     return score_all(prepared.task, np.asarray(prepared.y_holdout), pred, proba, n_classes)
