@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--all-versions", action="store_true", help="scan the logs of every version (one schema)")
     m.add_argument("--every", type=float, nargs="?", const=-1.0, metavar="SECONDS",
                    help="repeat every SECONDS (alone: the config's monitor.schedule_s); Ctrl-C stops")
+    m.add_argument("--count", type=int, metavar="N", help="with --every: stop after N runs (default: until Ctrl-C)")
     m.add_argument("--no-mlflow", action="store_true", help="write the report files but log nothing to MLflow")
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
     m.add_argument("--fail-on-retrain", action="store_true", help=f"exit {EXIT_RETRAIN} when retraining is advised")
@@ -60,7 +61,9 @@ def _monitor(args: argparse.Namespace) -> int:
         if every is None:
             raise ConfigError("--every without SECONDS needs --config with monitor.schedule_s set")
     connect_ray(rt)
+    runs = 0
     while True:
+        runs += 1
         try:
             rep = run_monitor(cfg, rt, args.name, args.version, reference=args.reference,
                               all_versions=args.all_versions, log_to_mlflow=not args.no_mlflow)
@@ -71,7 +74,7 @@ def _monitor(args: argparse.Namespace) -> int:
             rep = None
         if rep is not None:
             print_json(rep.summary_dict()) if args.json else print(rep.summary())
-        if every is None:
+        if every is None or (args.count is not None and runs >= args.count):
             return EXIT_RETRAIN if args.fail_on_retrain and rep is not None and rep.retrain else 0
         sys.stdout.flush()
         time.sleep(every)

@@ -134,5 +134,6 @@ def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         try:
             mserve.shutdown(rt)
         finally:
+            mserve.stop_local_head(rt)  # no-op when shutdown stopped it; never leave a head behind
             if ray.is_initialized():
                 ray.shutdown()

@@ -143,3 +143,8 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert "decision: RETRAIN" in capsys.readouterr().out
     assert main(["monitor", "nobody", "--workdir", str(runtime.workdir)]) == 1
     assert "no prediction logs for model 'nobody'" in capsys.readouterr().err
+    # on a schedule a failing run is reported and retried at the next tick
+    assert main(["monitor", "nobody", "--workdir", str(runtime.workdir), "--every", "0.1", "--count", "2"]) == 0
+    assert capsys.readouterr().err.count("no prediction logs") == 2
+    assert main([*base, "--every", "0.1", "--count", "2"]) == 0
+    assert capsys.readouterr().out.count("decision: RETRAIN") == 2
