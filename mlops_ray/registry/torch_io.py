@@ -68,9 +68,18 @@ def build_estimator(state: dict[str, Any], hparams: dict[str, Any]) -> Any:
             est.classes_ = np.asarray(info["classes_"])
         net = est._build(int(info["n_features_in_"]), int(info["n_out"]))
         net.load_state_dict(state)
-        est.device_ = module.resolve_device(est.device)
+        device = module.resolve_device(est.device)
+        if device.startswith("cuda") and not _cuda_available():
+            device = "cpu"  # trained on a GPU, served where there is none: the weights are the same
+        est.device_ = device
         est.model_ = net.to(est.device_)
         est.loss_curve_ = []
         return est
     except Exception as e:
         raise RegistryError(f"could not rebuild {path} from its state dict: {e}") from e
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

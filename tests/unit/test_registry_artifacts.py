@@ -150,7 +150,12 @@ def test_torch_mlp_round_trip_without_pickle(tmp_path: Path, task: str) -> None:
     import torch
 
     assert all(isinstance(v, torch.Tensor) for v in torch.load(path / "state_dict.pt", weights_only=True).values())
+    if task == "classification":  # recorded as trained on a GPU: must still load on this CPU-only machine
+        hp = json.loads((path / "torch_mlp.json").read_text())
+        hp["params"]["device"] = "cuda"
+        (path / "torch_mlp.json").write_text(json.dumps(hp))
     loaded = load_fitted_model_dir(path)
+    assert str(loaded.estimator.device_) in ("cpu", "cuda")
     np.testing.assert_allclose(loaded.predict_matrix(X)[0] if task == "regression" else loaded.predict_proba(df),
                                fitted.predict_matrix(X)[0] if task == "regression" else fitted.predict_proba(df),
                                rtol=1e-5)
