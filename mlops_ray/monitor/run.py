@@ -184,7 +184,9 @@ def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, 
     """Counts and labelled rows of all ``files``, computed by Ray Data; merged on the driver."""
     import ray.data
 
-    wanted = ["request_id", "row", "timestamp", "model_version", "prediction", *profile.column_names]
+    # Only what the summaries need: ids only when there are labels to join (strings are the costly part).
+    ids = ["request_id", "row"] if feedback else []
+    wanted = [*ids, "timestamp", "prediction", *profile.column_names]
     present = set(pq.read_schema(files[0]).names)
     ds = ray.data.read_parquet([str(f) for f in files], columns=[c for c in wanted if c in present])
     rows = ds.map_batches(_summarise, batch_format="pandas", batch_size=None,
