@@ -56,7 +56,7 @@ class GenerateSummary:
     outliers: dict[str, int] = field(default_factory=dict)  # column -> outliers injected
 
 
-def _chunk(rng: np.random.Generator, n: int, summary: GenerateSummary) -> pa.Table:
+def _chunk(rng: np.random.Generator, n: int, summary: GenerateSummary, malformed: bool = True) -> pa.Table:
     x = rng.normal(_MEANS, _SCALES, size=(n, len(NUMERIC)))
     x[:, 1] = rng.exponential(2.0, size=n)
     region = rng.integers(0, len(REGIONS), n)
@@ -84,7 +84,7 @@ def _chunk(rng: np.random.Generator, n: int, summary: GenerateSummary) -> pa.Tab
     cols[TARGET] = pa.array(label)
 
     # Malformed rows: one fault each, chosen after the rest so that the counts are exact.
-    bad = np.nonzero(rng.random(n) < MALFORMED_RATE)[0]
+    bad = np.nonzero(rng.random(n) < (MALFORMED_RATE if malformed else 0.0))[0]
     kinds = rng.integers(0, len(FAULTS), bad.size)
     counts = Counter(FAULTS[k] for k in kinds)
     for reason, c in counts.items():
@@ -115,8 +115,12 @@ def generate_table(
     fmt: Literal["parquet", "csv"] = "parquet",
     files: int = 1,
     chunk_rows: int = CHUNK_ROWS,
+    malformed: bool = True,
 ) -> GenerateSummary:
-    """Write ``rows`` rows to ``path``: one file, or a folder of ``files`` files (part-00000.parquet, ...)."""
+    """Write ``rows`` rows to ``path``: one file, or a folder of ``files`` files (part-00000.parquet, ...).
+
+    ``malformed=False`` leaves out the malformed rows (the benchmark's peers do not validate).
+    """
     if rows < 1 or files < 1 or files > rows:
         raise DataError(f"generate: need rows >= files >= 1, got rows={rows}, files={files}")
     if fmt not in ("parquet", "csv"):
@@ -133,20 +137,20 @@ def generate_table(
     summary = GenerateSummary(str(path), rows, [str(t) for t in targets])
     per_file = [rows // files + (1 if i < rows % files else 0) for i in range(files)]
     for i, (target, n_file) in enumerate(zip(targets, per_file, strict=True)):
-        _write_file(target, n_file, seed, i, fmt, chunk_rows, summary)
+        _write_file(target, n_file, seed, i, fmt, chunk_rows, summary, malformed)
     summary.bytes = sum(os.path.getsize(t) for t in targets)
     return summary
 
 
 def _write_file(target: Path, n_rows: int, seed: int, index: int, fmt: str, chunk_rows: int,
-                summary: GenerateSummary) -> None:
+                summary: GenerateSummary, malformed: bool = True) -> None:
     writer = None
     done, chunk_no = 0, 0
     try:
         while done < n_rows:
             n = min(chunk_rows, n_rows - done)
             rng = np.random.default_rng([seed, index, chunk_no])
-            table = _chunk(rng, n, summary)
+            table = _chunk(rng, n, summary, malformed)
             if fmt == "parquet":
                 import pyarrow.parquet as pq
 
