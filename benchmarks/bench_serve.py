@@ -11,7 +11,7 @@ itself), and the time a manual rollback takes to take effect.
 Needs `wrk` (Debian: apt-get install wrk). Writes benchmarks/out/bench_serve.json.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the real types of the baseline's routes.
 
 import argparse
 import json
@@ -146,8 +146,8 @@ def serve_ours(rt: Any, cfg: Any, fast: bool, body: dict[str, Any], args: argpar
         url = f"{dep.url}/v1/models/bench/predict"
         out["load"] = measure("ours" if fast else "ours (default)", url, body, headers, args, tmp)
         if fast:
-            out["hop"] = ingress_hop(dep.url, url, body, headers, args, tmp, rt.tracking_uri)
             out["rollback"] = rollback_time(rt, cfg, url, body, headers, args)
+            out["hop"] = ingress_hop(dep.url, url, body, headers, args, tmp, rt.tracking_uri, cfg.serve.app_name)
         return out
     finally:
         shutdown(rt)
@@ -155,14 +155,18 @@ def serve_ours(rt: Any, cfg: Any, fast: bool, body: dict[str, Any], args: argpar
 
 
 def ingress_hop(base: str, url: str, body: dict[str, Any], headers: dict[str, str], args: argparse.Namespace,
-                tmp: Path, rt_uri: str) -> dict[str, Any]:
-    """p50 at 1 connection: ingress -> model (two deployments) vs one deployment doing both itself."""
+                tmp: Path, rt_uri: str, app_name: str) -> dict[str, Any]:
+    """p50 at 1 connection: ingress -> model (two deployments) vs one deployment doing both itself.
+
+    The baseline replaces the ingress at route "/" (one HTTP application at a time, as in HAProxy mode).
+    """
     from ray import serve
 
-    serve.run(direct_app("models:/bench/1", rt_uri), name="bench-direct", route_prefix="/direct")
-    durl = f"{base}/direct/predict"
-    wait_http(durl, json=body)
     full = [wrk(url, body, headers, args.hop_duration, 1, tmp) for _ in range(args.repeats)]
+    serve.delete(app_name)
+    serve.run(direct_app("models:/bench/1", rt_uri), name="bench-direct", route_prefix="/")
+    durl = f"{base}/predict"
+    wait_http(durl, json=body)
     direct = [wrk(durl, body, {}, args.hop_duration, 1, tmp) for _ in range(args.repeats)]
     serve.delete("bench-direct")
     f50 = statistics.median(r["p50_ms"] for r in full)

@@ -131,7 +131,8 @@ class Ingress:
         task.add_done_callback(self._tasks.discard)
 
     async def _side_effects(self, model: str, d: Decision, stable: str | None, source: str, apps: list[str]) -> None:
-        if d.action in ("rollback", "promote") and self.settings.get("tracking_uri"):
+        recorded = ("rollback", "promote", "manual_rollback", "manual_promote")
+        if d.action in recorded and self.settings.get("tracking_uri"):
             try:
                 from mlops_ray.serve.records import record_decision
 
