@@ -135,7 +135,7 @@ def _prepared(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> Any:
 
 def this_stage(X: np.ndarray, y: np.ndarray, folds: np.ndarray, scheduler: str, **tune: Any) -> tuple[float, float]:
     from mlops_ray.config import parse_config
-    from mlops_ray.runtime import resolve_runtime
+    from mlops_ray.runtime import ensure_experiment, resolve_runtime
     from mlops_ray.tune import run_search
 
     space = {k: {"grid": v} for k, v in GRID.items()}
@@ -147,6 +147,7 @@ def this_stage(X: np.ndarray, y: np.ndarray, folds: np.ndarray, scheduler: str, 
         rt = resolve_runtime(None, workdir=wd, tracking_uri=f"sqlite:///{wd}/mlflow.db")
         rt.ensure_dirs()
         prepared = _prepared(X, y, folds)
+        ensure_experiment(rt, cfg.experiment_name)  # an existing tracking store, as on any run but the first
         t0 = time.perf_counter()
         res = run_search(cfg, rt, prepared)
         return time.perf_counter() - t0, res.cv_mean
@@ -196,7 +197,7 @@ def stage_noop(n: int) -> float:
     from sklearn.datasets import make_classification
 
     from mlops_ray.config import parse_config
-    from mlops_ray.runtime import resolve_runtime
+    from mlops_ray.runtime import ensure_experiment, resolve_runtime
     from mlops_ray.tune import run_search
 
     X, y = make_classification(n_samples=40, n_features=4, random_state=0)
@@ -208,6 +209,7 @@ def stage_noop(n: int) -> float:
         rt = resolve_runtime(None, workdir=wd, tracking_uri=f"sqlite:///{wd}/mlflow.db")
         rt.ensure_dirs()
         prepared = _prepared(X, y, folds)
+        ensure_experiment(rt, cfg.experiment_name)  # an existing tracking store, as on any run but the first
         t0 = time.perf_counter()
         run_search(cfg, rt, prepared)
         return (time.perf_counter() - t0) / n

@@ -6,22 +6,19 @@ estimators, cv) and MLflow writing in ``tracking``.
 
 from __future__ import annotations
 
-import json
 import math
-import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlops_ray.exceptions import TuneError
-from mlops_ray.runtime import Runtime, code_version, connect_ray, ensure_experiment, env, ray_job_id
+from mlops_ray.runtime import Runtime, connect_ray, ensure_experiment, env
 from mlops_ray.tune.cv import expand_proba, predict_for_scoring
-from mlops_ray.tune.estimators import EstimatorFactory, make_factory
+from mlops_ray.tune.estimators import EstimatorFactory, accepted_params, make_factory
 from mlops_ray.tune.fitted import FittedModel
 from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
 from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
@@ -178,17 +175,31 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
 
 
 def _refit(factory: EstimatorFactory, config: dict[str, Any], data_ref: Any, cpu: float, gpu: float) -> Any:
-    """Fit the winner on every training row, as a Ray task with the trial's resources (a GPU if it had one)."""
+    """Fit the winner on every training row, as a Ray task with the trial's resources (a GPU if it had one).
+
+    The search is over, so the CPUs the trials held are free: an estimator with ``n_jobs`` gets up to all of
+    them for this one fit (its ``n_jobs`` is set back afterwards, so the model's params are the searched ones).
+    """
     import ray
+
+    free = ray.available_resources().get("CPU", cpu)
+    wide = "n_jobs" in accepted_params(factory.cls) and factory.kind == "sklearn"
+    cpus = max(cpu, min(float(int(free)), 16.0)) if wide else cpu
 
     def fit_all(factory: EstimatorFactory, config: dict[str, Any], data: TrialData) -> Any:
         if factory.kind == "torch_mlp":
             import torch
 
-            torch.set_num_threads(max(1, int(cpu)))
-        return factory.build(config).fit(data.X, data.y)
+            torch.set_num_threads(max(1, int(cpus)))
+        est = factory.build(config)
+        if wide:
+            n_jobs = est.get_params()["n_jobs"]
+            est.set_params(n_jobs=max(1, int(cpus)))
+            est.fit(data.X, data.y)
+            return est.set_params(n_jobs=n_jobs)
+        return est.fit(data.X, data.y)
 
-    task = ray.remote(fit_all).options(num_cpus=cpu, num_gpus=gpu, max_retries=1)
+    task = ray.remote(fit_all).options(num_cpus=cpus, num_gpus=gpu, max_retries=1)
     try:
         return ray.get(task.remote(factory, config, data_ref))
     except Exception as e:
@@ -206,7 +217,14 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     from mlflow import MlflowClient
     from ray import tune
 
-    from mlops_ray.tune.tracking import MlflowTrialCallback, TrackingState, reconcile_children
+    from mlops_ray.tune.tracking import (
+        MlflowTrialCallback,
+        TrackingState,
+        finish_parent_run,
+        log_search_artifacts,
+        reconcile_children,
+        start_parent_run,
+    )
 
     t0 = time.perf_counter()
     ts = cfg.tune
@@ -240,7 +258,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     experiment_id = ensure_experiment(runtime, cfg.experiment_name)
     client = MlflowClient(runtime.tracking_uri)
     state = TrackingState(state_path)
-    parent_run_id = _start_parent(client, experiment_id, state, cfg, prepared, settings, resume)
+    parent_run_id = start_parent_run(client, experiment_id, state, cfg, prepared, settings, resume)
 
     try:
         n_classes = _n_classes(prepared)
@@ -281,7 +299,13 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
             raise TuneError(f"no trial of {len(trials)} scored all {n_folds} folds; errors: "
                             f"{'; '.join(errors[:3]) or 'none (time budget too short?)'}. Check the search space "
                             "and the estimator, or raise tune.time_budget_s")
+        # Plots and the trial table go to MLflow while the winner is refit (they need only the trials).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-artifacts")
+        artifacts = pool.submit(log_search_artifacts, client, parent_run_id, trials, settings, metric.name,
+                                best.config)
+        pool.shutdown(wait=False)
         estimator = _refit(factory, best.config, data_ref, ts.resources.cpu, ts.resources.gpu)
+        artifacts.result()
         fitted = FittedModel(features=prepared.features, estimator=estimator, kind=ts.model.kind,  # type: ignore[arg-type]
                              params=factory.params_for(best.config))
         holdout = evaluate_holdout(fitted, prepared)
@@ -290,7 +314,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
             cv_std=float(best.cv_std or 0.0), metric=metric.name, mode=metric.mode, holdout_metrics=holdout,
             parent_run_id=parent_run_id, experiment_id=experiment_id, trials=trials, search_settings=settings,
             experiment_path=str(exp_path), seconds=time.perf_counter() - t0, resumed=resume)
-        _finish_parent(client, result, best)
+        finish_parent_run(client, result, best)
         return result
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
@@ -321,57 +345,6 @@ def evaluate_holdout(fitted: FittedModel, prepared: PreparedData) -> dict[str, f
     if prepared.task == "classification":
         proba = expand_proba(proba, fitted.estimator, n_classes)
     return score_all(prepared.task, np.asarray(prepared.y_holdout), pred, proba, n_classes)
-
-
-def _start_parent(client: Any, experiment_id: str, state: Any, cfg: PipelineConfig, prepared: PreparedData,
-                  settings: dict[str, Any], resume: bool) -> str:
-    from mlflow.entities import Param
-
-    if resume and state.parent_run_id:
-        client.update_run(state.parent_run_id, status="RUNNING")
-        client.set_tag(state.parent_run_id, "mlops_ray.resumed", "true")
-        return str(state.parent_run_id)
-    tags = {"mlops_ray.stage": "tune", "mlops_ray.data_fingerprint": prepared.fingerprint,
-            "mlops_ray.config_hash": cfg.config_hash(), "mlops_ray.pipeline": cfg.name,
-            "mlops_ray.code_version": code_version() or "unknown", "mlops_ray.ray_job_id": ray_job_id() or ""}
-    run = client.create_run(experiment_id, run_name=f"{cfg.name}-search", tags=tags)
-    params = [Param(f"search.{k}", json.dumps(v)[:6000] if not isinstance(v, str) else v)
-              for k, v in settings.items() if v is not None]
-    client.log_batch(run.info.run_id, params=params)
-    state.parent_run_id = run.info.run_id
-    state.save()
-    return str(run.info.run_id)
-
-
-def _finish_parent(client: Any, result: SearchResult, best: TrialSummary) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
-    from mlops_ray.tune.plots import plot_scores
-
-    rid = result.parent_run_id
-    ts = int(time.time() * 1000)
-    metrics = {"best_cv_mean": result.cv_mean, "best_cv_std": result.cv_std,
-               **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
-               "n_trials": len(result.trials), "n_completed": result.n_completed,
-               "n_stopped_early": sum(t.status == "stopped_early" for t in result.trials),
-               "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds}
-    client.log_batch(rid, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)],
-                     params=[Param(f"best.{k}", json.dumps(v) if not isinstance(v, str) else v)
-                             for k, v in sorted(result.best_config.items())],
-                     tags=[RunTag("mlops_ray.best_trial_id", best.trial_id),
-                           RunTag("mlops_ray.best_child_run_id", best.run_id or ""),
-                           RunTag("mlops_ray.metric", result.metric), RunTag("mlops_ray.mode", result.mode)])
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        (out / "search_settings.json").write_text(json.dumps(result.search_settings, indent=1, default=str))
-        (out / "trials.json").write_text(json.dumps([asdict(t) for t in result.trials], indent=1, default=str))
-        (out / "best_config.json").write_text(json.dumps(result.best_config, indent=1, default=str))
-        client.log_artifacts(rid, str(out), artifact_path="search")
-        plot_dir = out / "plots"
-        plot_scores(result.trials, result.metric, plot_dir)
-        if plot_dir.exists():
-            client.log_artifacts(rid, str(plot_dir), artifact_path="plots")
-    client.set_terminated(rid, "FINISHED")
 
 
 __all__ = ["evaluate_holdout", "experiment_name", "run_search", "search_settings"]

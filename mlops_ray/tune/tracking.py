@@ -14,15 +14,24 @@ import json
 import logging
 import math
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from ray.tune import Callback
+
+from mlops_ray.runtime import code_version, ray_job_id
+from mlops_ray.tune.result import SearchResult, TrialSummary
+
+if TYPE_CHECKING:
+    from mlops_ray.config import PipelineConfig
+    from mlops_ray.data.prepared import PreparedData
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -264,3 +273,57 @@ def reconcile_children(client: MlflowClient, experiment_id: str, state: Tracking
         client.set_terminated(run_id, "FAILED" if t.status == "error" else "FINISHED")
         fixed += 1
     return fixed
+
+
+# ------------------------------------------------------------------------------ the parent run
+
+
+def start_parent_run(client: Any, experiment_id: str, state: Any, cfg: PipelineConfig, prepared: PreparedData,
+                  settings: dict[str, Any], resume: bool) -> str:
+    if resume and state.parent_run_id:
+        client.update_run(state.parent_run_id, status="RUNNING")
+        client.set_tag(state.parent_run_id, "mlops_ray.resumed", "true")
+        return str(state.parent_run_id)
+    tags = {"mlops_ray.stage": "tune", "mlops_ray.data_fingerprint": prepared.fingerprint,
+            "mlops_ray.config_hash": cfg.config_hash(), "mlops_ray.pipeline": cfg.name,
+            "mlops_ray.code_version": code_version() or "unknown", "mlops_ray.ray_job_id": ray_job_id() or ""}
+    run = client.create_run(experiment_id, run_name=f"{cfg.name}-search", tags=tags)
+    params = [Param(f"search.{k}", json.dumps(v)[:6000] if not isinstance(v, str) else v)
+              for k, v in settings.items() if v is not None]
+    client.log_batch(run.info.run_id, params=params)
+    state.parent_run_id = run.info.run_id
+    state.save()
+    return str(run.info.run_id)
+
+
+def log_search_artifacts(client: Any, run_id: str, trials: list[TrialSummary], settings: dict[str, Any],
+                          metric: str, best_config: dict[str, Any]) -> None:
+    from mlops_ray.tune.plots import plot_scores
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "search_settings.json").write_text(json.dumps(settings, indent=1, default=str))
+        (out / "trials.json").write_text(json.dumps([asdict(t) for t in trials], indent=1, default=str))
+        (out / "best_config.json").write_text(json.dumps(best_config, indent=1, default=str))
+        client.log_artifacts(run_id, str(out), artifact_path="search")
+        plot_dir = out / "plots"
+        plot_scores(trials, metric, plot_dir)
+        if plot_dir.exists():
+            client.log_artifacts(run_id, str(plot_dir), artifact_path="plots")
+
+
+def finish_parent_run(client: Any, result: SearchResult, best: TrialSummary) -> None:
+    rid = result.parent_run_id
+    ts = int(time.time() * 1000)
+    metrics = {"best_cv_mean": result.cv_mean, "best_cv_std": result.cv_std,
+               **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
+               "n_trials": len(result.trials), "n_completed": result.n_completed,
+               "n_stopped_early": sum(t.status == "stopped_early" for t in result.trials),
+               "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds}
+    client.log_batch(rid, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)],
+                     params=[Param(f"best.{k}", json.dumps(v) if not isinstance(v, str) else v)
+                             for k, v in sorted(result.best_config.items())],
+                     tags=[RunTag("mlops_ray.best_trial_id", best.trial_id),
+                           RunTag("mlops_ray.best_child_run_id", best.run_id or ""),
+                           RunTag("mlops_ray.metric", result.metric), RunTag("mlops_ray.mode", result.mode)])
+    client.set_terminated(rid, "FINISHED")
