@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--all-versions", action="store_true", help="scan the logs of every version (one schema)")
     m.add_argument("--every", type=float, nargs="?", const=-1.0, metavar="SECONDS",
                    help="repeat every SECONDS (alone: the config's monitor.schedule_s); Ctrl-C stops")
+    m.add_argument("--engine", choices=["auto", "ray", "local"], default="auto",
+                   help="scan with Ray Data (ray), in this process (local), or by log size (auto, default)")
     m.add_argument("--count", type=int, metavar="N", help="with --every: stop after N runs (default: until Ctrl-C)")
     m.add_argument("--no-mlflow", action="store_true", help="write the report files but log nothing to MLflow")
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -52,7 +54,6 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 def _monitor(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import ConfigError, MonitorError
     from mlops_ray.monitor.run import run_monitor
-    from mlops_ray.runtime import connect_ray
 
     cfg, rt = _load(args)
     every = args.every
@@ -60,13 +61,13 @@ def _monitor(args: argparse.Namespace) -> int:
         every = cfg.monitor.schedule_s if cfg is not None else None
         if every is None:
             raise ConfigError("--every without SECONDS needs --config with monitor.schedule_s set")
-    connect_ray(rt)
     runs = 0
     while True:
         runs += 1
         try:
             rep = run_monitor(cfg, rt, args.name, args.version, reference=args.reference,
-                              all_versions=args.all_versions, log_to_mlflow=not args.no_mlflow)
+                              all_versions=args.all_versions, engine=args.engine,
+                              log_to_mlflow=not args.no_mlflow)
         except MonitorError as e:
             if every is None:
                 raise

@@ -92,7 +92,8 @@ def metric_png(points: list[dict[str, Any]], baseline: float | None, metric: str
     if baseline is not None:
         ax.axhline(baseline, ls="--", color="black", lw=1, label=f"holdout {baseline:.3f}")
     ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     ax.set_title(f"live {metric} over time", fontsize=10)
     return _png(fig)
 

@@ -180,15 +180,33 @@ def _summarise(batch: pd.DataFrame, profile: dict[str, Any], feedback: dict[str,
     return {"summary": [pickle.dumps(summary)]}
 
 
-def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, tuple[str, float]]) -> BlockSummary:
-    """Counts and labelled rows of all ``files``, computed by Ray Data; merged on the driver."""
-    import ray.data
+LOCAL_SCAN_BYTES = 32 * 2**20  # below this, Ray Data's task start-up costs more than the whole scan
 
+
+def scan_engine(files: list[Path], engine: str = "auto") -> str:
+    """"ray" or "local": ``auto`` scans small logs in this process and large ones with Ray Data."""
+    if engine not in ("auto", "ray", "local"):
+        raise MonitorError(f"engine must be auto, ray or local, got {engine!r}")
+    if engine != "auto":
+        return engine
+    return "local" if sum(f.stat().st_size for f in files) < LOCAL_SCAN_BYTES else "ray"
+
+
+def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, tuple[str, float]],
+              engine: str = "ray") -> BlockSummary:
+    """Counts and labelled rows of all ``files``: per block with Ray Data (``ray``), merged on the driver;
+    ``local`` runs the same per-file summaries in this process."""
     # Only what the summaries need: ids only when there are labels to join (strings are the costly part).
     ids = ["request_id", "row"] if feedback else []
     wanted = [*ids, "timestamp", "prediction", *profile.column_names]
     present = set(pq.read_schema(files[0]).names)
-    ds = ray.data.read_parquet([str(f) for f in files], columns=[c for c in wanted if c in present])
+    columns = [c for c in wanted if c in present]
+    if engine == "local":
+        return merge_summaries((block_summary(pd.read_parquet(f, columns=columns), profile, feedback)
+                                for f in files), profile)
+    import ray.data
+
+    ds = ray.data.read_parquet([str(f) for f in files], columns=columns)
     rows = ds.map_batches(_summarise, batch_format="pandas", batch_size=None,
                           fn_kwargs={"profile": profile.to_dict(), "feedback": feedback}).take_all()
     return merge_summaries((pickle.loads(r["summary"]) for r in rows), profile)
@@ -216,6 +234,7 @@ def run_monitor(
     reference: ReferenceProfile | Mapping[str, Any] | str | Path | None = None,
     log_dir: str | Path | None = None,
     all_versions: bool = False,
+    engine: str = "auto",
     write_report: bool = True,
     log_to_mlflow: bool = True,
 ) -> MonitorReport:
@@ -223,7 +242,8 @@ def run_monitor(
 
     ``version`` None: the registry's champion, else the newest version with logs. ``all_versions``
     scans the logs of every version (more traffic for the input-drift tests; all must share a schema).
-    Ray must be connected (``runtime.connect_ray``).
+    ``engine``: ``ray`` (Ray Data; Ray must be connected), ``local`` (this process), or ``auto`` (local
+    below 32 MiB of log files, Ray Data above).
     """
     if name is None:
         if cfg is None:
@@ -261,7 +281,13 @@ def run_monitor(
     elif profile.prediction is None:
         notes.append("prediction drift not checked: the reference has no prediction profile")
     feedback = read_feedback(folder)
-    total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {})
+    used = scan_engine(files, engine)
+    if used == "ray":
+        from mlops_ray.runtime import connect_ray
+
+        connect_ray(runtime)  # a no-op when connected
+    total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {}, used)
+    notes.append(f"scanned {len(files)} files with {'Ray Data' if used == 'ray' else 'one local process'}")
     drift = compute_drift(profile, total.counts, spec.drift)
     metric = "accuracy" if task == "classification" else (
         cfg.tune.metric if cfg is not None and cfg.tune.metric in REGRESSION_METRICS else "r2")
