@@ -55,6 +55,12 @@ def run_pipeline(
         todo.insert(0, "data")  # later steps need the prepared data (and its fingerprint)
     result = PipelineResult(config_hash=cfg.config_hash(), steps=todo)
     runtime.ensure_dirs()
+    if "deploy" in todo and not runtime.ray_address:
+        # The Serve application must outlive this process: run the whole pipeline on this working
+        # directory's detached local head (started on first use), not on a Ray that exits with us.
+        from mlops_ray.serve.controller import connect
+
+        connect(runtime, start_head=True)
     connect_ray(runtime)
     configure_mlflow(runtime)
 

@@ -7,7 +7,7 @@ The only module that reads the environment. Precedence for every setting: explic
 setting                    environment                default
 =========================  =========================  ====================================
 working directory          ``MLOPS_RAY_WORKDIR``      ``./work``
-Ray cluster                ``RAY_ADDRESS``            a local Ray started by ``ray.init()``
+Ray cluster                ``RAY_ADDRESS``            a fresh local Ray (``auto`` joins a running head)
 MLflow tracking store      ``MLFLOW_TRACKING_URI``    ``sqlite:///<workdir>/mlflow.db``
 =========================  =========================  ====================================
 """
@@ -97,6 +97,10 @@ def connect_ray(runtime: Runtime | None = None, *, num_cpus: int | None = None, 
     if address:
         init_kwargs["address"] = address
     else:
+        # "local" always starts a fresh Ray: a bare ray.init() would try to join whatever `ray start` last
+        # recorded in /tmp/ray, and hang for minutes when that head has since died. Pass --address auto to join
+        # a running local head on purpose.
+        init_kwargs["address"] = "local"
         init_kwargs.setdefault("include_dashboard", False)
         if num_cpus is not None:
             init_kwargs["num_cpus"] = num_cpus
@@ -106,9 +110,10 @@ def connect_ray(runtime: Runtime | None = None, *, num_cpus: int | None = None, 
         hint = ""
         if os.environ.get("RAY_AUTH_MODE") == "token" and not os.environ.get("RAY_AUTH_TOKEN"):
             hint = " Token auth is on: export RAY_AUTH_TOKEN=$(ray get-auth-token) first."
+        where = f"the Ray cluster at {address!r}" if address else "a new local Ray"
         raise RuntimeSetupError(
-            f"could not connect to Ray at {address!r}: {e}. Start one with `ray start --head` "
-            f"or unset RAY_ADDRESS to run locally.{hint}"
+            f"could not connect to {where}: {e}. Check that the head runs (`ray status --address ...`), "
+            f"or unset RAY_ADDRESS / drop --address to run locally.{hint}"
         ) from e
 
 
