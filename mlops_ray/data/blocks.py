@@ -49,7 +49,9 @@ def validate_and_split(batch: pa.Table, schema: Schema, seed: int, fraction: flo
 
 
 def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(col, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if col.null_count:
+        col = pc.fill_null(col, np.nan)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def arrow_counts(col: pa.ChunkedArray | pa.Array) -> Counts:
@@ -197,17 +199,18 @@ class BlockOutput:
     rejects: pa.Table
 
 
-def _features_table(features: FeaturePipeline, cleaned: pa.Table, target: str, h0: np.ndarray) -> pa.Table:
-    cols: dict[str, Any] = {}
-    inputs: dict[str, Any] = {}
-    for f in features.numeric:
-        inputs[f.name] = _floats(cleaned.column(f.name))
-    for c in features.categorical:
-        inputs[c.name] = cleaned.column(c.name)
-    cols.update(features.transform_columns(inputs))
-    cols[target] = cleaned.column(target)
-    cols[ROW_HASH] = pa.array(h0, pa.uint64())
-    return pa.table(cols)
+def _features(features: FeaturePipeline, cleaned: pa.Table) -> dict[str, np.ndarray]:
+    inputs: dict[str, Any] = {f.name: _floats(cleaned.column(f.name)) for f in features.numeric}
+    inputs.update({c.name: cleaned.column(c.name) for c in features.categorical})
+    return features.transform_columns(inputs)
+
+
+def _split_table(cols: dict[str, np.ndarray], mask: np.ndarray, target: pa.ChunkedArray, h0: np.ndarray,
+                 target_name: str) -> pa.Table:
+    out: dict[str, Any] = {name: values[mask] for name, values in cols.items()}
+    out[target_name] = target.filter(pa.array(mask))
+    out[ROW_HASH] = pa.array(h0[mask], pa.uint64())
+    return pa.table(out)
 
 
 def transform_block(batch: pa.Table, schema: Schema, plan: CleaningPlan, features: FeaturePipeline,
@@ -216,10 +219,13 @@ def transform_block(batch: pa.Table, schema: Schema, plan: CleaningPlan, feature
     res = apply_plan(v.clean, plan)
     part = WritePartial(rows=batch.num_rows, missing_filled=res.missing_filled,
                         outliers_handled=res.outliers_handled)
-    reasons = Counter(v.rejects.column(REJECT_REASON).to_pylist())
+    reasons = Counter(v.rejects.column(REJECT_REASON).to_pylist()) if v.rejects.num_rows else Counter()
     rejects = [v.rejects] if v.rejects.num_rows else []
     keep = res.keep
-    if not keep.all():
+    if keep.all():
+        kept_raw, cleaned = v.clean, res.table
+        h0, h1, hold = v.h0, v.h1, v.holdout
+    else:
         # Rows a drop rule removed go to the rejects too, as the text they were read as.
         dropped = v.clean.filter(pa.array(~keep))
         why = dropped_reasons(res)
@@ -229,25 +235,26 @@ def transform_block(batch: pa.Table, schema: Schema, plan: CleaningPlan, feature
         text = pa.table({n: (dropped.column(n) if pa.types.is_string(dropped.column(n).type)
                              else pc.cast(dropped.column(n), pa.string())) for n in dropped.column_names})
         rejects.append(text.append_column(REJECT_REASON, why))
+        keep_arr = pa.array(keep)
+        kept_raw, cleaned = v.clean.filter(keep_arr), res.table.filter(keep_arr)
+        h0, h1, hold = v.h0[keep], v.h1[keep], v.holdout[keep]
     part.rejected = dict(reasons)
-    keep_arr = pa.array(keep)
-    kept_raw = v.clean.filter(keep_arr)
-    cleaned = res.table.filter(keep_arr)
-    h0, h1, hold = v.h0[keep], v.h1[keep], v.holdout[keep]
     part.fingerprint = FingerprintPartial.of(h0, h1)
-    hold_arr = pa.array(hold)
-    train_arr = pa.array(~hold)
     part.train_rows = int((~hold).sum())
     part.holdout_rows = int(hold.sum())
-    train = _features_table(features, cleaned.filter(train_arr), schema.target, h0[~hold])
-    holdout = _features_table(features, cleaned.filter(hold_arr), schema.target, h0[hold])
-    holdout_raw = cleaned.filter(hold_arr).append_column(ROW_HASH, pa.array(h0[hold], pa.uint64()))
+    # Transform all kept rows once, then split the arrays (cheaper than filtering the table twice).
+    cols = _features(features, cleaned)
+    target = cleaned.column(schema.target)
+    train = _split_table(cols, ~hold, target, h0, schema.target)
+    holdout = _split_table(cols, hold, target, h0, schema.target)
+    hold_idx = np.nonzero(hold)[0]
+    holdout_raw = cleaned.take(pa.array(hold_idx)).append_column(ROW_HASH, pa.array(h0[hold_idx], pa.uint64()))
     if part.train_rows:
         # A few raw training rows for input examples: those with the smallest hashes, order-independent.
-        train_hashes = h0[~hold]
-        pick = np.argsort(train_hashes)[:SAMPLE_ROWS]
-        rows = kept_raw.filter(train_arr).take(pa.array(pick)).to_pylist()
-        part.sample = [(int(train_hashes[i]), r) for i, r in zip(pick, rows, strict=True)]
+        train_idx = np.nonzero(~hold)[0]
+        pick = train_idx[np.argsort(h0[train_idx], kind="stable")[:SAMPLE_ROWS]]
+        rows = kept_raw.take(pa.array(pick)).to_pylist()
+        part.sample = [(int(h0[i]), r) for i, r in zip(pick, rows, strict=True)]
     all_rejects = pa.concat_tables(rejects, promote_options="permissive") if rejects else v.rejects
     return BlockOutput(part, train, holdout, holdout_raw, all_rejects)
 

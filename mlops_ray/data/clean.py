@@ -161,7 +161,9 @@ def apply_plan(table: pa.Table, plan: CleaningPlan) -> CleanResult:
             keep[hit] = False
 
     for r in plan.numeric:
-        x = np.asarray(pc.fill_null(cols[r.name], np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+        col = cols[r.name]
+        x = np.asarray((pc.fill_null(col, np.nan) if col.null_count else col).to_numpy(zero_copy_only=False),
+                       dtype=np.float64)
         missing = np.isnan(x)
         n_missing = int(missing.sum())
         if n_missing:
