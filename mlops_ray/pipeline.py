@@ -101,6 +101,11 @@ def run_pipeline(
             "register", lambda: registry.register_model(cfg, runtime, result.search, prepared)
         )
         log(registry.format_registration(result.registration))
+        from mlops_ray.monitor import attach_reference
+
+        # The monitor compares live traffic with this version's own reference (training profile and the
+        # model's predictions on the holdout), logged into the version's run.
+        attach_reference(runtime, result)
 
     if "deploy" in todo:
         from mlops_ray import serve

@@ -119,15 +119,34 @@ def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
     from mlops_ray.registry.pyfunc_model import ARTIFACT_KEY
 
     if uri.startswith("models:/"):
-        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
-
-        repo = ModelsArtifactRepository(uri, tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # Resolve the version with our own client: MLflow's ModelsArtifactRepository looks names up in the
+        # process-global registry URI whatever registry_uri it is given, so inside a Serve replica (whose global
+        # URI is the default ./mlruns) it would not find the model.
+        uri = _storage_uri(uri, tracking_uri)
         try:
-            return Path(repo.download_artifacts(f"artifacts/{ARTIFACT_KEY}", dst_path=str(dst)))
+            return Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri.rstrip('/')}/artifacts/{ARTIFACT_KEY}", dst_path=str(dst),
+                tracking_uri=tracking_uri))
         except (MlflowException, OSError):
             pass  # not an mlops_ray layout, or a store that cannot list subfolders: take everything
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
                                                     tracking_uri=tracking_uri, registry_uri=tracking_uri))
+
+
+def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
+    """Where a ``models:/NAME/V`` or ``models:/NAME@alias`` version's files are, via an explicit client."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    ref = models_uri[len("models:/"):].strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+    else:
+        return models_uri  # a logged-model id (models:/m-...): MLflow resolves those without the registry
+    return client.get_model_version_download_uri(name, version)
 
 
 def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,

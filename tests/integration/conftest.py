@@ -19,7 +19,8 @@ def ray_session() -> Iterator[str]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, log_to_driver=False,
+        # address="local": never join another Ray that happens to run on this machine.
+        ray.init(address="local", num_cpus=RAY_TEST_CPUS, include_dashboard=False, log_to_driver=False,
                  object_store_memory=1_500_000_000)
     yield ray.get_runtime_context().gcs_address
     try:
