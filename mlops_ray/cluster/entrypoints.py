@@ -94,14 +94,28 @@ def pipeline_summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def _emit(runtime: Runtime, job: str, summary: dict[str, Any]) -> None:
-    from mlops_ray.runtime import ray_job_id
+def submission_id() -> str | None:
+    """The Jobs API submission id of this driver (Ray passes it in the job config's metadata), if any."""
+    from mlops_ray.runtime import env, ray_job_id
 
-    summary = {"job": job, "ray_job_id": ray_job_id(), **summary}
+    raw = env("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if raw:
+        try:
+            sid = (json.loads(raw).get("metadata") or {}).get("job_submission_id")
+        except (ValueError, AttributeError):
+            sid = None
+        if sid:
+            return str(sid)
+    return ray_job_id()
+
+
+def _emit(runtime: Runtime, job: str, summary: dict[str, Any]) -> None:
+    sid = submission_id()
+    summary = {"job": job, "submission_id": sid, **summary}
     text = json.dumps(summary, default=str)
     out_dir = runtime.workdir / "jobs"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{ray_job_id() or job + '-local'}.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / f"{sid or job + '-local'}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(SUMMARY_MARKER + text, flush=True)
 
 
@@ -116,9 +130,12 @@ def train(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray.pipeline import run_pipeline
-    from mlops_ray.runtime import connect_ray
+    from mlops_ray.runtime import connect_ray, ensure_experiment
 
     connect_ray(rt)
+    rt.ensure_dirs()
+    # A first run on a fresh working directory: create the MLflow store before the cache lookup reads it.
+    ensure_experiment(rt, cfg.experiment_name)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary)
     _emit(rt, "train", pipeline_summary(result))

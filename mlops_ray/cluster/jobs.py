@@ -93,9 +93,21 @@ class JobClient:
             # The SDK raises RuntimeError for any non-2xx answer (unknown job id, bad runtime_env, ...).
             raise ClusterError(f"{what} failed on {self.address}: {e}") from e
 
-    def submit(self, spec: JobSpec) -> str:
-        """Submit a built job; returns its submission id."""
-        return self._call(f"submitting {spec.job}", lambda: self._client.submit_job(**spec.submit_kwargs()))
+    def submit(self, spec: JobSpec, *, agent_wait_s: float = 120.0) -> str:
+        """Submit a built job; returns its submission id.
+
+        A head that has just started answers "No available agent to submit job" until its job agent is
+        up: that one answer is retried for up to ``agent_wait_s``.
+        """
+        deadline = time.monotonic() + agent_wait_s
+        while True:
+            try:
+                return self._call(f"submitting {spec.job}",
+                                  lambda: self._client.submit_job(**spec.submit_kwargs()))
+            except ClusterError as e:
+                if "No available agent" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2.0)
 
     def status(self, job_id: str) -> JobState:
         info = self._call(f"status of job {job_id}", lambda: self._client.get_job_info(job_id))

@@ -2,7 +2,7 @@
 
 Run by tests/integration/test_cluster_multinode.py as its own process, so that the cluster's
 token-auth setting and its nodes never touch the test session's Ray (nor other users' Rays: the
-session files live under $RAY_TMPDIR, and /tmp/ray/ray_current_cluster is not written).
+session files and the address file live under $RAY_TMPDIR, not /tmp/ray).
 
 Prints one JSON line when up: {"gcs", "dashboard", "nodes": {"head", "w1", "w2"}}; then answers:
   kill_when_trial_on w2   wait until a Tune trial actor runs on w2, remove w2 (its processes die)
@@ -18,7 +18,6 @@ import sys
 import time
 
 import ray
-import ray._private.utils
 from ray.cluster_utils import Cluster
 
 TRIAL_CLASS_HINTS = ("ImplicitFunc", "cv_trial")
@@ -38,12 +37,19 @@ def _trial_actors() -> list[dict]:
             if any(h in (a.class_name or "") for h in TRIAL_CLASS_HINTS)]
 
 
+def say(text: str) -> None:
+    """One answer line, marked: Ray may print to stdout too."""
+    print("HARNESS " + text, flush=True)
+
+
 def main() -> None:
-    # Do not advertise this cluster to `ray.init()` calls of other processes on the machine.
-    ray._private.utils.write_ray_address = lambda *a, **k: None
+    # The test sets RAY_TMPDIR: the session files and the "current cluster" address file live there, so
+    # the job supervisor finds this cluster and other Rays on the machine never see it.
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0,  # drivers only: every trial and data task runs on a worker node
         "include_dashboard": True, "dashboard_port": _free_port(), "dashboard_host": "127.0.0.1",
+        # Not the default 52365: another Ray on this machine may hold it, and then the head has no job agent.
+        "dashboard_agent_listen_port": _free_port(),
         "object_store_memory": 150 * 1024 * 1024,
     })
     workers = {name: cluster.add_node(num_cpus=2, object_store_memory=150 * 1024 * 1024,
@@ -51,8 +57,8 @@ def main() -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     names = {cluster.head_node.node_id: "head", **{n.node_id: k for k, n in workers.items()}}
-    print(json.dumps({"gcs": cluster.address, "dashboard": f"http://{cluster.webui_url}",
-                      "nodes": {v: k for k, v in names.items()}}), flush=True)
+    say(json.dumps({"gcs": cluster.address, "dashboard": f"http://{cluster.webui_url}",
+                    "nodes": {v: k for k, v in names.items()}}))
     seen: dict[str, str] = {}  # actor id -> node name
 
     def record() -> list[dict]:
@@ -73,11 +79,11 @@ def main() -> None:
                 acts = record()
                 if any(a.get("state") == "ALIVE" and names.get(a.get("node_id")) == target for a in acts):
                     cluster.remove_node(workers.pop(target), allow_graceful=False)
-                    print(json.dumps({"killed": target, "at": time.time()}), flush=True)
+                    say(json.dumps({"killed": target, "at": time.time()}))
                     break
                 time.sleep(0.3)
             else:
-                print(json.dumps({"killed": None}), flush=True)
+                say(json.dumps({"killed": None}))
         elif cmd[0] == "trial_nodes":
             try:
                 record()
@@ -86,7 +92,7 @@ def main() -> None:
             counts: dict[str, int] = {}
             for node in seen.values():
                 counts[node] = counts.get(node, 0) + 1
-            print(json.dumps(counts), flush=True)
+            say(json.dumps(counts))
         elif cmd[0] == "quit":
             break
     ray.shutdown()
