@@ -308,7 +308,9 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
     import pandas as pd
 
     names = features.feature_names_out
-    sample = pd.DataFrame([row for _, row in wrote.sample])
+    # Input columns only (the contract: what a caller sends a model), in the features' input order.
+    inputs = features.input_columns
+    sample = pd.DataFrame([row for _, row in wrote.sample], columns=inputs)
     empty = PreparedData(features, np.zeros((0, len(names))), np.zeros(0), np.zeros(0, dtype=np.int64),
                          np.zeros((0, len(names))), np.zeros(0), pd.DataFrame(), sample, report.fingerprint,
                          report, reference, out_dir)
@@ -332,7 +334,7 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
         x_hold = np.column_stack([holdout.column(n).to_numpy() for n in names]) if names else \
             np.zeros((holdout.num_rows, 0))
         y_hold = _labels(holdout, features.target, features.classes)
-        frame = raw.drop_columns([blocks.ROW_HASH]).to_pandas()
+        frame = raw.select(inputs).to_pandas()
     return PreparedData(features, x_train, y_train, folds, x_hold, y_hold, frame, sample, report.fingerprint,
                         report, reference, out_dir)
 

@@ -56,6 +56,8 @@ def test_bundled_breast_cancer(ray_session: str, runtime: Runtime) -> None:
     assert np.abs(p.X_train.mean(axis=0)).max() < 1e-6 and np.allclose(p.X_train.std(axis=0), 1.0, atol=1e-6)
     # The very same features reproduce the stored holdout matrix from the raw holdout rows.
     assert np.allclose(p.features.transform(p.holdout_frame), p.X_holdout)
+    assert list(p.holdout_frame.columns) == p.features.input_columns  # inputs only: the label is y_holdout
+    assert list(p.train_frame_sample.columns) == p.features.input_columns and len(p.train_frame_sample) == 5
     out = Path(r.output_dir)
     for name in ("features.json", "reference.json", "report.json", "rejects.parquet"):
         assert (out / name).is_file()
