@@ -211,3 +211,18 @@ def test_cli_data_command(ray_session: str, runtime: Runtime, tmp_path: Path,
     assert (runtime.data_dir / "cli" / "features.json").is_file()
     assert main(["data", str(cfg), "--workdir", str(runtime.workdir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_read"] == 50
+
+
+@pytest.mark.parametrize(("name", "task", "n_classes"), [("iris", "classification", 3), ("diabetes", "regression", 0)])
+def test_other_bundled_sets(ray_session: str, runtime: Runtime, name: str, task: str, n_classes: int) -> None:
+    cfg = parse_config({"name": name, "data": {"source": {"bundled": name}, "split": {"folds": 3}}})
+    p = prepare(cfg, runtime)
+    assert p.task == task and p.report.rows_rejected == 0 and p.report.reconciles()
+    if task == "classification":
+        assert p.features.classes == list(range(n_classes))
+        for k in range(3):  # stratified: every fold holds every class
+            assert set(p.y_train[p.folds == k]) == set(range(n_classes))
+    else:
+        assert p.features.classes is None and p.y_train.dtype == np.float64
+        tgt = p.reference["target"]
+        assert tgt["kind"] == "numeric" and sum(tgt["counts"]) == p.report.rows_train
