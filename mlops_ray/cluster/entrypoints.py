@@ -69,7 +69,7 @@ def to_jsonable(obj: Any, depth: int = 0) -> Any:
         return {str(k): to_jsonable(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set):
         return [to_jsonable(v, depth + 1) for v in obj]
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # numpy / pandas: shape only
+    if hasattr(obj, "shape") and not isinstance(obj, type):  # numpy / pandas: shape only
         if getattr(obj, "ndim", 1) == 0 or getattr(obj, "shape", ()) == ():
             return obj.item() if hasattr(obj, "item") else repr(obj)
         return f"<{type(obj).__name__} shape={tuple(obj.shape)}>"
@@ -175,6 +175,7 @@ def retrain(argv: Sequence[str] | None = None) -> int:
 
 def monitor_job(argv: Sequence[str] | None = None) -> int:
     p = _parser("monitor", "Join predictions with feedback, test drift, write the report, decide on retraining.")
+    p.add_argument("--version", help="model version whose predictions to analyse (default: the champion)")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import monitor
@@ -182,7 +183,7 @@ def monitor_job(argv: Sequence[str] | None = None) -> int:
 
     connect_ray(rt)
     configure_mlflow(rt)
-    result = monitor.run_monitor(cfg, rt)
+    result = monitor.run_monitor(cfg, rt, version=args.version)
     _emit(rt, "monitor", {"monitor": to_jsonable(result)})
     return 0
 
