@@ -15,6 +15,7 @@ Needs `wrk` (Debian: apt-get install wrk). Writes benchmarks/out/bench_serve.jso
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -238,7 +239,9 @@ def rollback_time(rt: Any, cfg: Any, url: str, body: dict[str, Any], headers: di
 
 def serve_mlflow(rt: Any, body: dict[str, Any], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     port = PORTS["mlflow"]
-    env_cmd = ["env", f"MLFLOW_TRACKING_URI={rt.tracking_uri}"]
+    # mlflow starts `uvicorn` by name: the venv's bin must be on PATH.
+    env_cmd = ["env", f"MLFLOW_TRACKING_URI={rt.tracking_uri}",
+               f"PATH={ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"]
     cmd = [*env_cmd, str(ROOT / ".venv/bin/mlflow"), "models", "serve", "-m", "models:/bench/1", "-p", str(port),
            "-h", "127.0.0.1", "-w", "2", "--env-manager", "local"]
     return _subprocess_peer("mlflow serve", cmd, f"http://127.0.0.1:{port}/invocations",
@@ -276,7 +279,6 @@ def _subprocess_peer(name: str, cmd: list[str], url: str, body: dict[str, Any], 
     try:
         return {"load": measure(name, url, body, {}, args, tmp)}
     finally:
-        import os
         import signal
 
         os.killpg(proc.pid, signal.SIGTERM)
@@ -329,18 +331,25 @@ def main() -> None:
 
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(args),
                                "predict_cost": cost}
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(exist_ok=True)
+
+    def save() -> None:
+        (out / "bench_serve.json").write_text(json.dumps(results, indent=2, default=str))
+
+    results["mlflow"] = serve_mlflow(rt, body, args, tmp)
+    save()
+    results["fastapi"] = serve_fastapi(model_dir, body, args, tmp)
+    save()
     results["ours"] = serve_ours(rt, cfg_for(PORTS["ours"]), True, body, args, tmp)
+    save()
     if args.with_default_proxy:
         results["ours_default"] = serve_ours(rt, cfg_for(PORTS["ours_default"]), False, body, args, tmp)
-    results["mlflow"] = serve_mlflow(rt, body, args, tmp)
-    results["fastapi"] = serve_fastapi(model_dir, body, args, tmp)
     o, m, f = (results[k]["load"]["median"] for k in ("ours", "mlflow", "fastapi"))
     results["ratios"] = {"throughput_vs_mlflow": o["rps"] / m["rps"], "throughput_vs_fastapi": o["rps"] / f["rps"],
                          "p99_vs_mlflow": o["p99_ms"] / m["p99_ms"], "p99_vs_fastapi": o["p99_ms"] / f["p99_ms"]}
     print("ratios:", {k: round(v, 2) for k, v in results["ratios"].items()}, f"({time.perf_counter() - t0:.0f}s)")
-    out = ROOT / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "bench_serve.json").write_text(json.dumps(results, indent=2, default=str))
+    save()
     shutil.rmtree(tmp, ignore_errors=True)
 
 

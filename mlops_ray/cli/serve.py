@@ -95,7 +95,7 @@ def _rollback(args: argparse.Namespace) -> int:
     d = out["decision"]
     print(f"{d['action']}: {d['reason']}")
     print(f"traffic now: {out['status']['traffic']} (flipped in {out['flip_seconds'] * 1e3:.2f} ms inside the "
-          f"ingress; {out['call_seconds'] * 1e3:.0f} ms round trip)")
+          f"ingress; {out['call_seconds'] * 1e3:.0f} ms control call)")
     if out.get("registry"):
         print(f"registry: {out['registry']}")
     return 0

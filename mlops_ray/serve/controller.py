@@ -223,6 +223,7 @@ def control(runtime: Runtime, method: str, *args: Any, app_name: str | None = No
 def rollback(runtime: Runtime, model: str, reason: str = "rolled back with `mlops-ray rollback`", *,
              app_name: str | None = None) -> dict[str, Any]:
     """Flip traffic back to the warm previous version (or drop the canary); restore the champion alias."""
+    connect(runtime, start_head=False)  # joining Ray is not part of the rollback's own time
     t0 = time.perf_counter()
     out = control(runtime, "rollback", model, reason, app_name=app_name)
     out["call_seconds"] = time.perf_counter() - t0
