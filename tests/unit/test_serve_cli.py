@@ -32,7 +32,9 @@ def test_predict_rejects_bad_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--json is not valid JSON" in capsys.readouterr().err
 
 
-def test_status_without_any_head_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_without_any_head_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster named: only this workdir's head counts
     assert main(["status", "--workdir", str(tmp_path)]) == 1
     assert "run `mlops-ray deploy` first" in capsys.readouterr().err
 
