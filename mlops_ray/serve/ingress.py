@@ -307,17 +307,22 @@ class Ingress:
             if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
                 raise RequestError(422, "expected {'request_ids': [...], 'labels': [...]} of equal length",
                                    "request_ids")
-            matched = sum(entry.feedback(str(i), lab) for i, lab in zip(ids, labels, strict=True))
+            seen = {str(i) for i, lab in zip(ids, labels, strict=True) if entry.feedback(str(i), lab)}
+            unknown = [str(i) for i in ids if str(i) not in seen]
             if self.settings.get("monitor_dir"):
                 from mlops_ray.monitor.feedback import record_feedback
 
-                await asyncio.to_thread(record_feedback, self.settings["monitor_dir"], [str(i) for i in ids],
-                                        labels, model_name=name)
+                result = await asyncio.to_thread(record_feedback, self.settings["monitor_dir"],
+                                                 [str(i) for i in ids], labels, model_name=name)
+                # Unknown = neither answered recently by this ingress nor found in the prediction log.
+                in_log_unknown = set(result.unknown_ids)
+                unknown = [i for i in unknown if i in in_log_unknown]
         except RequestError as e:
             return self._reply(e.status, e.to_dict(), rid, had, name, None)
         except Exception as e:  # the monitor refused the labels (e.g. a null label)
             return self._reply(422, {"error": str(e)}, rid, had, name, None)
-        return self._reply(200, {"received": len(ids), "matched_recent": matched}, rid, had, name, None)
+        return self._reply(200, {"received": len(ids), "matched_recent": len(seen), "unknown_ids": unknown},
+                           rid, had, name, None)
 
     @api.get("/v2/health/live")
     async def live(self) -> dict[str, Any]:

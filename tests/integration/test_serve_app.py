@@ -169,8 +169,9 @@ def test_prometheus_metrics_per_version(app: SimpleNamespace) -> None:
 def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
     r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)})
     rid, pred = r.json()["request_id"], r.json()["predictions"][0]
-    fb = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": [pred]})
+    fb = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid, "never-sent"], "labels": [pred, pred]})
     assert fb.status_code == 200 and fb.json()["matched_recent"] == 1
+    assert fb.json()["unknown_ids"] == ["never-sent"]  # reported back, not silently ignored
     assert list(Path(app.rt.monitor_dir).rglob("*.parquet"))  # monitor's feedback store got it
 
 
