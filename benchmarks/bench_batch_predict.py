@@ -92,7 +92,7 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
     from mlops_ray.cluster.batch import batch_predict
 
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-             object_store_memory=1_000_000_000)
+             object_store_memory=2_000_000_000)
     try:
         from mlops_ray.registry import load_fitted_model  # noqa: F401
 
