@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import TYPE_CHECKING, Any
 
 from mlops_ray.cli._common import add_config_arg, add_runtime_args, load
+from mlops_ray.runtime import env
+
+if TYPE_CHECKING:
+    from mlops_ray.runtime import Runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +40,40 @@ def _run(args: argparse.Namespace) -> int:
     cfg, rt = load(args)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary)
-    print(f"pipeline {cfg.name}: steps {', '.join(result.steps)} finished; outputs under {rt.workdir}")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {rt.tracking_uri}")
+    print(f"\npipeline {cfg.name}: steps {', '.join(result.steps)} finished; outputs under {rt.workdir}")
+    _print_mlflow(result, rt)
+    if result.deployment is not None:
+        _print_endpoint(result, rt)
     return 0
+
+
+def _print_mlflow(result: Any, rt: Runtime) -> None:
+    run_id = getattr(result.registration, "run_id", None) or getattr(result.search, "parent_run_id", None)
+    exp_id = getattr(result.search, "experiment_id", None)
+    print(f"MLflow UI:  mlflow ui --backend-store-uri {rt.tracking_uri} --port 5000")
+    if run_id and exp_id:
+        print(f"  then open http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{run_id}")
+    elif run_id:
+        print(f"  the run: {run_id}")
+
+
+def _print_endpoint(result: Any, rt: Runtime) -> None:
+    """A real request against the live endpoint, and what the user needs to send their own."""
+    from mlops_ray.serve import predict
+    from mlops_ray.serve.auth import read_tokens
+    from mlops_ray.serve.client import endpoint
+
+    dep = result.deployment
+    ep = endpoint(rt)
+    token = dep.token or read_tokens(rt.serve_dir, token_env=ep.get("token_env", "MLOPS_RAY_TOKEN"),
+                                     admin_token_env=ep.get("admin_token_env", "MLOPS_RAY_ADMIN_TOKEN"),
+                                     env=env).token
+    row = json.loads(result.prepared.holdout_frame.head(1).to_json(orient="records"))
+    answer = predict(rt, dep.model, row, url=dep.url, token=token)
+    url = f"{dep.url}/v1/models/{dep.model}/predict"
+    print(f"\nendpoint:   {url}   (OpenAPI: {dep.url}/docs; KServe v2: {dep.url}/v2/models/{dep.model}/infer)")
+    print(f"token:      {token}")
+    print(f"sample request (one holdout row):\n  curl -s -H 'Authorization: Bearer {token}' "
+          f"-H 'Content-Type: application/json' -d '{json.dumps({'rows': row})}' {url}")
+    print(f"answer:\n  {json.dumps(answer)}")
+    print("the endpoint keeps running on a local Ray head; stop it with:  mlops-ray shutdown")
