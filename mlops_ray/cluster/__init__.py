@@ -18,8 +18,7 @@ Heavy modules (ray, mlflow) are imported lazily on first attribute access.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlops_ray._lazy import lazy_exports
 
 _EXPORTS = {
     "AUTH_TOKEN_ENV": "mlops_ray.cluster.auth",
@@ -39,10 +38,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mlops_ray.cluster' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

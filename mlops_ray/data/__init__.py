@@ -13,8 +13,7 @@ Public API (imported lazily, so that ``import mlops_ray.data`` does not import R
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlops_ray._lazy import lazy_exports
 
 _EXPORTS = {
     "prepare": "mlops_ray.data.stage",
@@ -29,9 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mlops_ray.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,8 +16,7 @@ Heavy modules load on first use of a name, not at import.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlops_ray._lazy import lazy_exports
 
 _EXPORTS = {
     "PredictionLogger": "mlops_ray.monitor.logger",
@@ -44,13 +43,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mlops_ray.monitor' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

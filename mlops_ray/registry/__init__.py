@@ -13,8 +13,7 @@ Heavy modules (mlflow, skops, torch) load on first use of a name, not at import.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlops_ray._lazy import lazy_exports
 
 _EXPORTS = {
     "register_model": "mlops_ray.registry.register",
@@ -41,13 +40,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mlops_ray.registry' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

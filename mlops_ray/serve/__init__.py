@@ -14,10 +14,9 @@ Pure logic (no Ray): ``rollout.Rollout`` (the state machine), ``analysis.analyze
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlops_ray._lazy import lazy_exports
 
-_EXPORTS = {
+_MODULES = {
     "deploy": "controller", "rollback": "controller", "promote": "controller", "status": "controller",
     "shutdown": "controller", "deploy_from_pipeline": "controller", "Deployment": "controller",
     "predict": "client", "format_deployment": "client", "format_status": "client",
@@ -27,11 +26,6 @@ _EXPORTS = {
     "WeightedRouter": "traffic",
 }
 
+_EXPORTS = {name: f"mlops_ray.serve.{mod}" for name, mod in _MODULES.items()}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'mlops_ray.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mlops_ray.serve.{mod}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
