@@ -58,8 +58,11 @@ def _request_id(request: Request) -> tuple[str, bool]:
                   max_ongoing_requests=512, health_check_period_s=2.0)
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any], server: Any = None) -> None:
+        """``server``: a handle to a model deployment bound into this same application (``serve deploy`` of
+        ``mlops_ray.serve.app:build_app``); it becomes the first version, described by ``settings["initial"]``."""
         self.settings = settings
+        self.app_name = serve.get_replica_context().app_name
         self.tokens = Tokens(settings.get("token"), settings.get("admin_token"))
         self.th = Thresholds(**settings["thresholds"])
         self.window_s = float(settings["window_s"])
@@ -72,6 +75,18 @@ class Ingress:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._restore()
+        if server is not None:
+            await self._add_own_version(server, settings["initial"])
+
+    async def _add_own_version(self, server: Any, initial: dict[str, Any]) -> None:
+        """Serve the version bound into this application, unless a restored state already routes to it."""
+        model, version = initial["model"], str(initial["version"])
+        self.handles[self.app_name] = server
+        entry = self.models.get(model)
+        if entry is not None and entry.versions.get(version, None) is not None \
+                and entry.versions[version].app_name == self.app_name:
+            return  # this replica restarted: the saved state already has it
+        await self.add_version(model, version, self.app_name, initial["source"], None, initial.get("steps"))
 
     # ------------------------------------------------------------------ state
 
@@ -142,6 +157,8 @@ class Ingress:
         if apps:
             await asyncio.sleep(RETIRE_GRACE_S)
             for app in apps:
+                if app == self.app_name:  # a version bound into this application goes with it, never alone
+                    continue
                 self.handles.pop(app, None)
                 try:
                     await asyncio.to_thread(serve.delete, app, False)
