@@ -115,6 +115,13 @@ def _settings(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> dict[str, A
     }
 
 
+def model_options(cfg: PipelineConfig, runtime: Runtime) -> dict[str, Any]:
+    """What a model-version replica needs besides its source: the registry and the prediction log."""
+    return {"tracking_uri": runtime.tracking_uri, "monitor_dir": str(runtime.monitor_dir),
+            "sample_rate": cfg.monitor.sample_rate, "flush_rows": cfg.monitor.flush_rows,
+            "flush_interval_s": cfg.monitor.flush_interval_s}
+
+
 def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, version: str | None = None,
            alias: str | None = None, source: Any = None, canary_pct: float | None = None,
            num_replicas: int | None = None, fast_mode: bool = True) -> Deployment:
@@ -145,12 +152,9 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
     apps = _apps()
     vapp = version_app_name(cfg.serve.app_name, name, str(version))
     if vapp not in apps:
-        options = {"tracking_uri": runtime.tracking_uri, "monitor_dir": str(runtime.monitor_dir),
-                   "sample_rate": cfg.monitor.sample_rate, "flush_rows": cfg.monitor.flush_rows,
-                   "flush_interval_s": cfg.monitor.flush_interval_s}
         try:
-            serve.run(model_app(name, str(version), source, options, cfg.serve, num_replicas), name=vapp,
-                      route_prefix=None, logging_config=_logging(cfg))
+            serve.run(model_app(name, str(version), source, model_options(cfg, runtime), cfg.serve, num_replicas),
+                      name=vapp, route_prefix=None, logging_config=_logging(cfg))
         except Exception as e:
             why = _app_message(vapp) or e
             try:

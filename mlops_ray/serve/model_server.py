@@ -138,13 +138,15 @@ def _plain(values: Any) -> Any:
 
 
 def model_app(model_name: str, version: str, source: Any, options: dict[str, Any], serve_spec: Any,
-              num_replicas: int | None = None) -> Any:
+              num_replicas: int | None = None, logging_config: dict[str, Any] | None = None) -> Any:
     """The bound Serve application of one model version, with the config's autoscaling and resources."""
     a = serve_spec.autoscaling
     kwargs: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": serve_spec.replica_cpus, "num_gpus": serve_spec.replica_gpus},
         "max_ongoing_requests": max(2 * serve_spec.max_batch_size, 8),
     }
+    if logging_config is not None:
+        kwargs["logging_config"] = logging_config
     if num_replicas is not None:
         kwargs["num_replicas"] = num_replicas
     else:

@@ -54,8 +54,7 @@ def _app_spec(runtime: Runtime) -> object:
     assert len(spec.applications) == 1
     app = spec.applications[0]
     # What the cluster's runtime_env / working_dir provide there, this test's store and checkout provide here.
-    app.args = {**app.args, "config": str(REPO / app.args["config"]), "tracking_uri": runtime.tracking_uri,
-                "workdir": str(runtime.workdir)}
+    app.args = {**app.args, "tracking_uri": runtime.tracking_uri, "workdir": str(runtime.workdir)}
     return app
 
 
@@ -68,7 +67,7 @@ def test_serve_config_deploys_and_answers_an_authenticated_predict(ray_session: 
     from mlops_ray.serve.auth import read_tokens
 
     app = _app_spec(runtime)
-    cfg = load_config(app.args["config"])
+    cfg = load_config(REPO / app.args["config"])
     _register_champion(runtime, cfg.model_name)
 
     serve.start(http_options={"host": "127.0.0.1", "port": PORT})
@@ -104,6 +103,8 @@ def test_build_app_refuses_bad_args(tmp_path: Path) -> None:
     with pytest.raises(ServeError, match=r"args\.config"):
         build_app({"alias": "champion"})
     with pytest.raises(ServeError, match="unknown build_app args"):
-        build_app({"config": "examples/iris.yaml", "model": "x"})
+        build_app({"config": "examples/breast_cancer.yaml", "model": "x"})
     with pytest.raises(ServeError, match="not both"):
-        build_app({"config": "examples/iris.yaml", "alias": "champion", "version": 2})
+        build_app({"config": "examples/breast_cancer.yaml", "alias": "champion", "version": 2})
+    with pytest.raises(ServeError, match="not found"):
+        build_app({"config": str(tmp_path / "missing.yaml")})
