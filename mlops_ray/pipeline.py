@@ -47,9 +47,13 @@ def run_pipeline(
     steps: Sequence[str] | None = None,
     use_cache: bool = True,
     canary_pct: float | None = None,
+    resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> PipelineResult:
-    """Run the configured steps in order; reuses an earlier identical run unless ``use_cache`` is False."""
+    """Run the configured steps in order; reuses an earlier identical run unless ``use_cache`` is False.
+
+    ``resume`` continues an interrupted search (same config and data) without rerunning finished trials.
+    """
     todo = _order(steps or cfg.steps)
     if any(s in todo for s in ("tune", "register", "deploy")) and "data" not in todo:
         todo.insert(0, "data")  # later steps need the prepared data (and its fingerprint)
@@ -77,7 +81,7 @@ def run_pipeline(
     result.prepared = prepared = timed("data", lambda: data.prepare(cfg, runtime))
     log(data.format_report(prepared.report))
 
-    if "register" in todo and use_cache:
+    if "register" in todo and use_cache and not resume:
         from mlops_ray import registry
 
         hit = registry.find_cached_registration(runtime, cfg, prepared.fingerprint)
@@ -91,7 +95,7 @@ def run_pipeline(
     if "tune" in todo:
         from mlops_ray import tune
 
-        result.search = timed("tune", lambda: tune.run_search(cfg, runtime, prepared))
+        result.search = timed("tune", lambda: tune.run_search(cfg, runtime, prepared, resume=resume))
         log(tune.format_result(result.search))
 
     if "register" in todo:

@@ -20,18 +20,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", help="comma-separated subset of data,tune,register,deploy (default: the config's)")
     p.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
     p.add_argument("--canary", type=float, metavar="PCT", help="first canary traffic share when a model serves")
+    _add_resume(p)
     p.set_defaults(func=_run)
 
     t = sub.add_parser("tune", help="data + hyperparameter search (k-fold CV on Ray Tune), no registration")
     add_config_arg(t)
     add_runtime_args(t)
+    _add_resume(t)
     t.set_defaults(func=_run, steps="data,tune", no_cache=True, canary=None)
 
     r = sub.add_parser("register", help="data + search + register the winner through the promotion gate")
     add_config_arg(r)
     add_runtime_args(r)
     r.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
+    _add_resume(r)
     r.set_defaults(func=_run, steps="data,tune,register", canary=None)
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted search (same config and data) without rerunning finished trials")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,7 +47,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, rt = load(args)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
-    result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary)
+    result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,
+                          resume=args.resume)
     print(f"\npipeline {cfg.name}: steps {', '.join(result.steps)} finished; outputs under {rt.workdir}")
     _print_mlflow(result, rt)
     if result.deployment is not None:

@@ -12,9 +12,7 @@ Heavy modules (ray, mlflow, torch) load on first use, so importing this package 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from mlops_ray._lazy import lazy_exports
 from mlops_ray.tune.fitted import FittedModel
 
 _LAZY = {
@@ -33,9 +31,4 @@ _LAZY = {
 }
 
 __all__ = ["FittedModel", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mlops_ray.tune' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
