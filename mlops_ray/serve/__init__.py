@@ -7,6 +7,7 @@ Public API (heavy modules load on first use)::
     predict(runtime, model, rows) -> dict          # HTTP client of a running endpoint
     ensure_local_head(runtime) -> address          # a detached Ray head that outlives the CLI
     deploy_from_pipeline(cfg, runtime, registration), format_deployment(dep), format_status(status)
+    build_app(args) -> serve.Application         # the builder of `serve deploy` configs (cluster/serve_config.yaml)
 
 Pure logic (no Ray): ``rollout.Rollout`` (the state machine), ``analysis.analyze`` (canary verdict),
 ``traffic.WeightedRouter``, ``validation`` / ``protocols`` (request checks), ``auth``, ``metrics``.
@@ -23,7 +24,7 @@ _MODULES = {
     "ensure_local_head": "head", "stop_local_head": "head",
     "Rollout": "rollout", "Decision": "rollout", "analyze": "analysis", "Thresholds": "analysis",
     "WindowStats": "analysis", "InputSchema": "validation", "RequestError": "validation",
-    "WeightedRouter": "traffic",
+    "WeightedRouter": "traffic", "build_app": "app",
 }
 
 _EXPORTS = {name: f"mlops_ray.serve.{mod}" for name, mod in _MODULES.items()}
