@@ -122,6 +122,14 @@ def _emit(runtime: Runtime, job: str, summary: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------- jobs
 
 
+def _connect(rt: Runtime) -> None:
+    """Join the cluster the job was submitted to (RAY_ADDRESS) and point MLflow at the job's store."""
+    from mlops_ray.runtime import configure_mlflow, connect_ray
+
+    connect_ray(rt)
+    configure_mlflow(rt)
+
+
 def train(argv: Sequence[str] | None = None) -> int:
     p = _parser("train", "Run the pipeline (data -> tune -> register [-> deploy]) on the cluster.")
     p.add_argument("--steps", help="comma-separated subset of data,tune,register,deploy (default: the config's)")
@@ -149,10 +157,7 @@ def deploy(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import serve
-    from mlops_ray.runtime import configure_mlflow, connect_ray
-
-    connect_ray(rt)
-    configure_mlflow(rt)
+    _connect(rt)
     result = serve.deploy(cfg, rt, version=args.version, canary_pct=args.canary)
     _emit(rt, "deploy", {"deployment": to_jsonable(result)})
     return 0
@@ -164,10 +169,7 @@ def retrain(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import monitor
-    from mlops_ray.runtime import configure_mlflow, connect_ray
-
-    connect_ray(rt)
-    configure_mlflow(rt)
+    _connect(rt)
     result = monitor.retrain(cfg, rt, force=args.force)
     _emit(rt, "retrain", {"retrain": to_jsonable(result)})
     return 0
@@ -179,10 +181,7 @@ def monitor_job(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import monitor
-    from mlops_ray.runtime import configure_mlflow, connect_ray
-
-    connect_ray(rt)
-    configure_mlflow(rt)
+    _connect(rt)
     result = monitor.run_monitor(cfg, rt, version=args.version)
     _emit(rt, "monitor", {"monitor": to_jsonable(result)})
     return 0
@@ -205,10 +204,7 @@ def batch_predict(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray.cluster.batch import batch_predict as run
-    from mlops_ray.runtime import configure_mlflow, connect_ray
-
-    connect_ray(rt)
-    configure_mlflow(rt)
+    _connect(rt)
     result = run(
         args.input, args.output, model_uri=args.model_uri or f"models:/{cfg.model_name}@champion", runtime=rt,
         id_column=args.id_column, passthrough=args.passthrough, concurrency=args.concurrency,

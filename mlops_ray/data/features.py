@@ -186,17 +186,7 @@ class FeaturePipeline:
     @staticmethod
     def _numeric(col: pd.Series, f: NumericFeature) -> np.ndarray:
         x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            if f.fill is None:
-                raise DataError(f"column {f.name!r} has {int(bad.sum())} missing or non-finite value(s) "
-                                "and no fill value was fitted (missing strategy 'drop' or 'none')")
-            x = np.where(bad, f.fill, x)
-        if f.clip_low is not None or f.clip_high is not None:
-            x = np.clip(x, f.clip_low, f.clip_high)
-        if f.transform != "none":
-            x = (x - f.center) / f.scale
-        return x
+        return FeaturePipeline._numeric_array(x, f)
 
     @staticmethod
     def _categorical(col: pd.Series, c: CategoricalFeature, n: int) -> np.ndarray:
