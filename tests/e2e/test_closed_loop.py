@@ -6,7 +6,10 @@ Real parts only: a detached local Ray head, Ray Serve over HTTP, a SQLite MLflow
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +61,19 @@ def _traffic(url: str, token: str, rows: list[dict[str, Any]], prefix: str) -> l
     return ids
 
 
-def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drift_to_retrain_to_canary(tmp_path: Path) -> None:
+    # Its own process: the scenario joins a detached head of its own, and a test process may already hold the
+    # session's in-process Ray (one Ray connection per process).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=900, cwd=Path(__file__).resolve().parents[2])
+    print(r.stdout[-4000:])
+    assert r.returncode == 0, f"closed loop failed:\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}"
+    assert "closed loop: v2 gate" in r.stdout
+
+
+def scenario(tmp_path: Path) -> None:
     import httpx
     import ray
 
@@ -71,9 +86,8 @@ def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     from mlops_ray.serve.controller import connect
 
     cfg = _config(tmp_path / "work")
-    # The store every process uses (the Ray head and its Serve replicas inherit the environment), as a
-    # user sets it for a shared MLflow.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    # MLFLOW_TRACKING_URI (set by the test) is the store every process uses: the Ray head and its Serve
+    # replicas inherit the environment, as when a user sets it for a shared MLflow.
     rt = resolve_runtime(cfg)
     rt.ensure_dirs()
     # This workdir's detached head (as `mlops-ray deploy` starts it), joined with its auth settings;
@@ -137,3 +151,7 @@ def test_drift_to_retrain_to_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             mserve.stop_local_head(rt)  # no-op when shutdown stopped it; never leave a head behind
             if ray.is_initialized():
                 ray.shutdown()
+
+
+if __name__ == "__main__":
+    scenario(Path(sys.argv[1]))
