@@ -104,7 +104,7 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
     t0 = time.perf_counter()
     # Logical CPUs are scheduling tokens: 2 actors x 0.5 + 1 for Ray Data's file listing task (then
     # 0.25 per read/write task) fit in 2 CPUs, so the actors use both cores and the I/O still runs.
-    res = batch_predict(str(data), str(out), id_column="row_id", concurrency=concurrency, batch_size=16_384,
+    res = batch_predict(str(data), str(out), id_column="row_id", concurrency=concurrency,
                         num_cpus=(cpus - 1.0) / concurrency, io_cpus=0.25, overwrite=True, **kwargs)
     seconds = time.perf_counter() - t0
     ray.shutdown()

@@ -194,7 +194,7 @@ def direct_app(source: str, tracking_uri: str) -> Any:
             self.model = load_model(source, tracking_uri)
             self.schema = InputSchema.from_features(self.model.features)
 
-        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
         async def _batch(self, frames: list[Any]) -> list[Any]:
             merged = {c: [v for f in frames for v in f[c]] for c in self.schema.columns}
             labels, _ = self.model.predict_matrix(self.model.features.transform(pd.DataFrame(merged)))
@@ -327,7 +327,7 @@ def main() -> None:
     def cfg_for(port: int) -> Any:
         return parse_config({"name": "bench", "data": {"source": {"bundled": "iris"}},
                              "serve": {"port": port, "app_name": "bench", "max_batch_size": 32,
-                                       "batch_wait_timeout_s": 0.005, "replica_cpus": 0.5}})
+                                       "batch_wait_timeout_s": 0.001, "replica_cpus": 0.5}})
 
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(args),
                                "predict_cost": cost}

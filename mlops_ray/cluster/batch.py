@@ -111,7 +111,7 @@ def batch_predict(
     id_column: str | None = None,
     passthrough: list[str] | None = None,
     concurrency: int | None = None,
-    batch_size: int = 8192,
+    batch_size: int = 65_536,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     io_cpus: float = 0.25,
@@ -187,7 +187,7 @@ def batch_predict(
         BatchScorer,
         fn_constructor_kwargs=ctor,
         batch_size=batch_size,
-        batch_format="pandas",
+        batch_format="pyarrow",  # zero-copy from the Parquet blocks and straight back to the writer
         concurrency=n,
         num_cpus=num_cpus,
         num_gpus=num_gpus or None,

@@ -197,7 +197,7 @@ def batch_predict(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--passthrough", action="append", default=[], metavar="COLUMN",
                    help="another input column to copy to the output (repeatable)")
     p.add_argument("--concurrency", type=int, help="number of scoring actors (default: from cluster CPUs/GPUs)")
-    p.add_argument("--batch-size", type=int, default=8192)
+    p.add_argument("--batch-size", type=int, default=65_536)
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per scoring actor")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per scoring actor (fractions allowed)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")

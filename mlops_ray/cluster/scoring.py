@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlops_ray.exceptions import ClusterError, DataError
 
@@ -154,20 +155,31 @@ class BatchScorer:
         est.device_ = device
         self.device = device
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        check_input_columns(list(batch.columns), self.model, self.passthrough)
-        n = len(batch)
-        out = pd.DataFrame(index=pd.RangeIndex(n))
-        for col in self.passthrough:
-            out[col] = batch[col].to_numpy()
+    def __call__(self, batch: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
+        """Score one batch; an Arrow batch (Ray Data's zero-copy format) gives an Arrow table, pandas gives pandas."""
+        arrow = isinstance(batch, pa.Table)
+        check_input_columns(batch.column_names if arrow else list(batch.columns), self.model, self.passthrough)
+        n = batch.num_rows if arrow else len(batch)
         if n == 0:
-            return pd.DataFrame(columns=output_columns(self.model, self.passthrough))
-        X = self.model.features.transform(batch[self.model.features.input_columns])
-        labels, proba = self.model.predict_matrix(X)
+            empty = pd.DataFrame(columns=output_columns(self.model, self.passthrough))
+            return pa.Table.from_pandas(empty, preserve_index=False) if arrow else empty
+        labels, proba = self.model.predict_matrix(self.model.features.transform(batch))
+        out: dict[str, Any] = {col: batch[col] if arrow else batch[col].to_numpy() for col in self.passthrough}
         out[PREDICTION] = np.asarray(labels)
         if proba is not None:
             for j, name in enumerate(self._proba_names):
                 out[name] = proba[:, j]
         for key, value in self.lineage.items():
-            out[key] = value if value is None or key == "scored_at" else str(value)
-        return out
+            out[key] = _constant(value, n, arrow)
+        return pa.table(out) if arrow else pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _constant(value: Any, n: int, arrow: bool) -> Any:
+    """A lineage column: the timestamp as UTC, anything else as text (null stays null)."""
+    if isinstance(value, pd.Timestamp):
+        if not arrow:
+            return pd.Series(value, index=pd.RangeIndex(n))
+        stamp = np.datetime64(value.tz_convert("UTC").tz_localize(None).as_unit("ns"))
+        return pa.array(np.full(n, stamp), type=pa.timestamp("ns", tz="UTC"))
+    text = None if value is None else str(value)
+    return pa.array([text] * n, type=pa.string()) if arrow else [text] * n

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlops_ray.exceptions import MonitorError
 
@@ -73,7 +74,7 @@ def version_dir(directory: str | Path, model_name: str, version: str | int) -> P
 
 @dataclass
 class _Chunk:
-    rows: Any  # list[dict] or DataFrame, as given
+    rows: Any  # list[dict], DataFrame or Arrow table, as given
     predictions: np.ndarray
     probabilities: np.ndarray | None
     request_ids: list[str]
@@ -142,7 +143,7 @@ class PredictionLogger:
 
     def log(
         self,
-        rows: Sequence[dict[str, Any]] | pd.DataFrame,
+        rows: Sequence[dict[str, Any]] | pd.DataFrame | pa.Table,
         predictions: Sequence[Any] | np.ndarray,
         probabilities: np.ndarray | Sequence[Sequence[float]] | None = None,
         request_ids: Sequence[str] | None = None,
@@ -169,11 +170,14 @@ class PredictionLogger:
         if not keep:
             return 0
         if len(keep) < n:
-            rows = rows.iloc[keep] if isinstance(rows, pd.DataFrame) else [rows[i] for i in keep]
+            if isinstance(rows, pa.Table):
+                rows = rows.take(keep)
+            else:
+                rows = rows.iloc[keep] if isinstance(rows, pd.DataFrame) else [rows[i] for i in keep]
             preds, ids = preds[keep], [ids[i] for i in keep]
             proba = proba[keep] if proba is not None else None
             ts = [ts[i] for i in keep]
-        elif not isinstance(rows, pd.DataFrame):
+        elif not isinstance(rows, pd.DataFrame | pa.Table):
             rows = list(rows)  # the caller may reuse its list; the dicts themselves are not copied
         chunk = _Chunk(rows, preds.copy(), proba, ids, list(ts))
         with self._lock:
@@ -206,7 +210,7 @@ class PredictionLogger:
             if not chunks:
                 return None
             try:
-                table = self._frame(chunks)
+                table = self._frame(_merge(chunks))
                 path = self._write(table)
             except Exception as e:  # keep the rows for the next flush: a full disk must not kill a replica
                 self.stats.write_errors += 1
@@ -220,31 +224,28 @@ class PredictionLogger:
             self.stats.files_written += 1
             return path
 
-    def _frame(self, chunks: list[_Chunk]) -> pd.DataFrame:
-        parts = []
-        for c in chunks:
-            feats = c.rows.reset_index(drop=True) if isinstance(c.rows, pd.DataFrame) else pd.DataFrame(list(c.rows))
-            n = len(c.request_ids)
-            rid = pd.Series(c.request_ids, dtype="string")
-            base = pd.DataFrame({
-                "request_id": rid,
-                # position of the row within its request (one request may carry many rows)
-                "row": rid.groupby(rid, sort=False).cumcount().astype("int32"),
-                "timestamp": _to_utc(c.timestamps),
-                "model_name": [self.model_name] * n,
-                "model_version": [self.version] * n,
-            })
-            cols = [base, _normalise_features(feats, self.feature_types)]
-            if c.probabilities is not None:
-                pred = pd.Series([label_str(p) for p in c.predictions], name="prediction", dtype="string")
-                names = self.classes if self.classes and len(self.classes) == c.probabilities.shape[1] else [
-                    str(i) for i in range(c.probabilities.shape[1])]
-                proba = pd.DataFrame(c.probabilities, columns=[f"proba_{k}" for k in names])
-                cols += [pred.to_frame(), proba]
-            else:
-                cols.append(pd.Series(c.predictions, name="prediction").pipe(_normalise_column).to_frame())
-            parts.append(pd.concat(cols, axis=1))
-        return pd.concat(parts, ignore_index=True)
+    def _frame(self, c: _Chunk) -> pd.DataFrame:
+        feats = _rows_frame(c.rows)
+        n = len(c.request_ids)
+        rid = pd.Series(c.request_ids, dtype="string")
+        base = pd.DataFrame({
+            "request_id": rid,
+            # position of the row within its request (one request may carry many rows)
+            "row": rid.groupby(rid, sort=False).cumcount().astype("int32"),
+            "timestamp": _to_utc(c.timestamps),
+            "model_name": [self.model_name] * n,
+            "model_version": [self.version] * n,
+        })
+        cols = [base, _normalise_features(feats, self.feature_types)]
+        if c.probabilities is not None:
+            pred = pd.Series([label_str(p) for p in c.predictions], name="prediction", dtype="string")
+            names = self.classes if self.classes and len(self.classes) == c.probabilities.shape[1] else [
+                str(i) for i in range(c.probabilities.shape[1])]
+            proba = pd.DataFrame(c.probabilities, columns=[f"proba_{k}" for k in names])
+            cols += [pred.to_frame(), proba]
+        else:
+            cols.append(pd.Series(c.predictions, name="prediction").pipe(_normalise_column).to_frame())
+        return pd.concat(cols, axis=1)
 
     def _write(self, df: pd.DataFrame) -> Path:
         self._out.mkdir(parents=True, exist_ok=True)
@@ -278,6 +279,29 @@ class PredictionLogger:
     @property
     def pending_rows(self) -> int:
         return self._buffered_rows
+
+
+def _rows_frame(rows: Any) -> pd.DataFrame:
+    if isinstance(rows, pa.Table):
+        return rows.to_pandas()
+    return rows.reset_index(drop=True) if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+
+
+def _merge(chunks: list[_Chunk]) -> _Chunk:
+    """All buffered chunks as one: the per-flush pandas work is then paid once, not once per model batch."""
+    if len(chunks) == 1:
+        return chunks[0]
+    if all(isinstance(c.rows, pa.Table) for c in chunks):
+        rows: Any = pa.concat_tables([c.rows for c in chunks], promote_options="permissive")
+    else:
+        rows = pd.concat([_rows_frame(c.rows) for c in chunks], ignore_index=True)
+    probas = [c.probabilities for c in chunks]
+    width = next((p.shape[1] for p in probas if p is not None), None)
+    proba = None if width is None else np.vstack([
+        p if p is not None else np.full((len(c.request_ids), width), np.nan)
+        for p, c in zip(probas, chunks, strict=True)])
+    return _Chunk(rows, np.concatenate([c.predictions for c in chunks]), proba,
+                  [i for c in chunks for i in c.request_ids], [t for c in chunks for t in c.timestamps])
 
 
 def _close_ref(ref: weakref.ReferenceType[PredictionLogger]) -> None:

@@ -110,6 +110,7 @@ def _settings(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> dict[str, A
                        "max_accuracy_drop": c.max_accuracy_drop},
         "window_s": c.window_s, "max_body_bytes": cfg.serve.max_body_bytes,
         "max_rows": cfg.serve.max_rows_per_request, "state_path": str(runtime.serve_dir / STATE_FILE),
+        "max_batch_size": cfg.serve.max_batch_size, "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
         "tracking_uri": runtime.tracking_uri, "workdir": str(runtime.workdir),
         "monitor_dir": str(runtime.monitor_dir),
     }

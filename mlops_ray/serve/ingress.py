@@ -74,6 +74,10 @@ class Ingress:
         self.handles: dict[str, Any] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The hop to the model deployments is batched here (one handle call carries many requests): the
+        # per-call cost of a Serve handle, paid per request, is what limits an ingress in front of a model.
+        self._forward.set_max_batch_size(int(settings.get("max_batch_size", 32)))
+        self._forward.set_batch_wait_timeout_s(float(settings.get("batch_wait_timeout_s", 0.001)))
         self._restore()
         if server is not None:
             await self._add_own_version(server, settings["initial"])
@@ -105,9 +109,12 @@ class Ingress:
         tmp.replace(self.state_path)
 
     def _handle(self, info: VersionInfo) -> Any:
-        h = self.handles.get(info.app_name)
+        return self._handle_for(info.app_name)
+
+    def _handle_for(self, app_name: str) -> Any:
+        h = self.handles.get(app_name)
         if h is None:
-            h = self.handles[info.app_name] = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=info.app_name)
+            h = self.handles[app_name] = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app_name)
         return h
 
     def _entry(self, name: str) -> ModelEntry:
@@ -279,14 +286,31 @@ class Ingress:
         from ray.serve.exceptions import ReplicaUnavailableError
 
         for attempt in range(RETRIES + 1):
-            try:
-                return await self._handle(info).predict.remote(cols, rid)
-            except (RayActorError, ReplicaUnavailableError):
-                if attempt == RETRIES:
-                    raise
-                self.metrics.retries.labels(entry.name, info.version).inc()
-                await asyncio.sleep(0.05 * (attempt + 1))
+            out = await self._forward((info.app_name, cols, rid))
+            if not isinstance(out, BaseException):
+                return out
+            if attempt == RETRIES or not isinstance(out, RayActorError | ReplicaUnavailableError):
+                raise out
+            self.metrics.retries.labels(entry.name, info.version).inc()
+            await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    # Up to 8 batches in flight: a new batch forms while earlier ones are predicted, one per replica up to 8.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001, max_concurrent_batches=8)
+    async def _forward(self, items: list[tuple[str, dict[str, list[Any]], str]]) -> list[Any]:
+        """One ``predict_many`` call per version in the batch; a failed call's error is each of its requests' answer."""
+        groups: dict[str, list[int]] = {}
+        for i, (app, _, _) in enumerate(items):
+            groups.setdefault(app, []).append(i)
+        apps = list(groups)
+        replies = await asyncio.gather(
+            *(self._handle_for(app).predict_many.remote([items[i][1:] for i in groups[app]]) for app in apps),
+            return_exceptions=True)
+        out: list[Any] = [None] * len(items)
+        for app, reply in zip(apps, replies, strict=True):
+            for k, i in enumerate(groups[app]):
+                out[i] = reply if isinstance(reply, BaseException) else reply[k]
+        return out
 
     def _admin(self, request: Request) -> tuple[str, bool]:
         rid, had = _request_id(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlops_ray.cluster.devices import choose_device, torch_device
@@ -59,6 +60,24 @@ def test_scorer_scores_a_batch_with_lineage(model) -> None:
     assert (scorer(df[df.columns[::-1]])["prediction"].to_numpy() == out["prediction"].to_numpy()).all()
     empty = scorer(df.iloc[:0])
     assert len(empty) == 0 and list(empty.columns) == list(out.columns)
+
+
+def test_arrow_batch_scores_like_pandas(model) -> None:
+    """Ray Data hands the actors Arrow batches (no pandas round trip); the result must be the same rows."""
+    df = make_frame(40, seed=5)
+    df.loc[3, df.columns[1]] = np.nan  # a missing value travels as an Arrow null
+    when = pd.Timestamp("2026-11-27T04:00:00Z")
+    scorer = BatchScorer(model=model, passthrough=["row_id"],
+                         lineage={"model_name": "m", "model_version": None, "scored_at": when, "batch_run_id": "r"})
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    out = scorer(table)
+    assert isinstance(out, pa.Table) and out.column_names == output_columns(model, ["row_id"])
+    expected = scorer(df)
+    same = [c for c in out.column_names if c not in ("model_version", "model_uri")]  # nulls: NaN vs None
+    pd.testing.assert_frame_equal(out.to_pandas()[same], expected[same], check_dtype=False)
+    assert out.schema.field("scored_at").type == pa.timestamp("ns", tz="UTC")
+    assert out.column("model_version").null_count == 40
+    assert scorer(table.slice(0, 0)).num_rows == 0
 
 
 def test_scorer_limits_estimator_threads(model) -> None:

@@ -64,6 +64,18 @@ def test_arrow_path_equals_pandas_path() -> None:
     assert np.array_equal(np.column_stack([cols_np[n] for n in fp.feature_names_out]), fp.transform(df))
 
 
+@pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
+def test_transform_of_an_arrow_table_equals_pandas(encoding: str) -> None:
+    fp = _fit({"categorical": encoding, "max_categories": 2})
+    df = pd.DataFrame({"x": [np.nan, 4.0, -7.0, 2.0], "c": ["a", "zzz", None, "b"]})
+    table = pa.table({"c": pa.array(["a", "zzz", None, "b"]), "x": pa.array([None, 4, -7, 2], pa.int64())})
+    assert np.array_equal(fp.transform(table), fp.transform(df))
+    as_text = pa.table({"x": pa.array(["1.5", "oops", "2"]), "c": pa.array(["a", "b", "a"])})
+    assert fp.transform(as_text)[:, 0].tolist() == fp.transform(as_text.to_pandas())[:, 0].tolist()
+    with pytest.raises(DataError, match=r"missing feature column\(s\) \['x'\]"):
+        fp.transform(pa.table({"c": ["a"]}))
+
+
 def test_rare_categories_map_to_other_and_ordinal() -> None:
     fp = _fit({"max_categories": 2})
     fp.categorical[0].categories = ["a"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlops_ray.exceptions import MonitorError
@@ -38,6 +39,22 @@ def test_schema_and_flush_on_close(tmp_path: Path) -> None:
     lg.close()  # idempotent
     with pytest.raises(MonitorError, match="after close"):
         lg.log(rows, ["a", "b"])
+
+
+def test_arrow_and_pandas_batches_land_in_one_file_in_order(tmp_path: Path) -> None:
+    """A model replica logs Arrow batches; many batches are written as one file, rows in arrival order."""
+    with PredictionLogger(tmp_path, 1.0, flush_rows=1000, flush_interval_s=60, model_name="m", version=1,
+                          classes=["a", "b"], feature_types={"x": "double", "c": "string"}) as lg:
+        lg.log(pa.table({"x": [1.0, None], "c": ["u", None]}), ["a", "b"], [[0.9, 0.1], [0.2, 0.8]], ["r1", "r1"])
+        lg.log(pd.DataFrame({"x": [3.0], "c": ["w"]}), ["b"], [[0.3, 0.7]], ["r2"])
+        lg.log(pa.table({"x": [4.0], "c": ["v"]}), ["a"], [[0.6, 0.4]], ["r3"])
+    files = list(tmp_path.rglob("*.parquet"))
+    df = _read(tmp_path)
+    assert len(files) == 1 and df["request_id"].tolist() == ["r1", "r1", "r2", "r3"]
+    assert df["row"].tolist() == [0, 1, 0, 0]
+    assert df["x"].tolist()[2:] == [3.0, 4.0] and np.isnan(df["x"][1])
+    assert df["c"].isna().tolist() == [False, True, False, False] and df["prediction"].tolist() == ["a", "b", "b", "a"]
+    assert df["proba_b"].tolist() == [0.1, 0.8, 0.7, 0.4]
 
 
 def test_flush_by_rows_happens_in_background(tmp_path: Path) -> None:
