@@ -120,9 +120,9 @@ def batch_predict(
 ) -> BatchPredictResult:
     """Score every row of the Parquet data at ``input_path`` and write Parquet to ``output_path``.
 
-    ``model_uri`` (``models:/NAME@champion``, ``models:/NAME/3``, a model folder) is loaded once per actor
-    via ``mlops_ray.registry.load_fitted_model``; ``model`` (a FittedModel) is shipped to the actors
-    as it is instead (for tests and notebooks). Output columns: ``id_column`` and ``passthrough``,
+    ``model_uri`` (``models:/NAME@champion``, ``models:/NAME/3``, a model folder) is loaded once, on the
+    driver, via ``mlops_ray.registry.load_fitted_model``, and shipped to the actors through the object
+    store; ``model`` (a FittedModel) is shipped as it is. Output columns: ``id_column`` and ``passthrough``,
     ``prediction``, ``proba_<class>`` (classification), and the lineage columns ``model_name``,
     ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be connected.
 
@@ -176,12 +176,10 @@ def batch_predict(
     run_id = uuid.uuid4().hex[:12]
     lineage = {"model_name": model_name, "model_version": model_version, "model_uri": pinned,
                "scored_at": scored_at, "batch_run_id": run_id}
-    ctor: dict[str, Any] = {"lineage": lineage, "passthrough": keep}
-    if model_uri is not None:
-        ctor["model_uri"] = pinned
-        ctor["tracking_uri"] = runtime.tracking_uri if runtime else None
-    else:
-        ctor["model"] = model
+    # The model the driver loaded (skops, exactly the trusted types) goes to the actors through the object
+    # store, once: loading it again in every actor costs seconds each (skops' import alone is ~2 s) and
+    # needs the registry reachable from every node.
+    ctor: dict[str, Any] = {"lineage": lineage, "passthrough": keep, "model": ray.put(model)}
     t0 = time.perf_counter()
     scored = ds.map_batches(
         BatchScorer,

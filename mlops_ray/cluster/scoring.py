@@ -106,12 +106,16 @@ class BatchScorer:
         self,
         model_uri: str | None = None,
         *,
-        model: FittedModel | None = None,
+        model: FittedModel | Any | None = None,  # or an ObjectRef to one
         lineage: dict[str, Any] | None = None,
         passthrough: Sequence[str] = (),
         estimator_threads: int | None = 1,
         tracking_uri: str | None = None,
     ) -> None:
+        if model is not None and type(model).__name__ == "ObjectRef":  # shipped by batch_predict
+            import ray
+
+            model = ray.get(model)
         if model is None:
             if not model_uri:
                 raise ClusterError("BatchScorer needs a model_uri (or a FittedModel for tests)")
