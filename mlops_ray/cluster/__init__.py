@@ -8,8 +8,8 @@ object                                 what it does
 ``resolve_auth_token``                 the cluster token: argument, ``RAY_AUTH_TOKEN``,
                                        ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``
 ``batch_predict``                      score a Parquet folder with Ray Data (actor pool, model
-                                       loaded once per actor), write Parquet with lineage columns
-``BatchScorer``                        the callable class each actor runs (plain pandas)
+                                       loaded once on the driver), write Parquet with lineage columns
+``BatchScorer``                        the callable class each actor runs (Arrow or pandas batches)
 ``torch_device``                       ``cuda:N`` from the GPUs Ray assigned, else ``cpu``
 =====================================  ====================================================
 

@@ -1,7 +1,8 @@
-"""Scoring one batch of rows with a fitted model (plain pandas; what each Ray Data actor runs).
+"""Scoring one batch of rows with a fitted model (Arrow or pandas; what each Ray Data actor runs).
 
-``BatchScorer`` is a callable class so that Ray Data runs it in a pool of actors: the model is
-loaded once per actor in ``__init__`` and reused for every batch that actor receives.
+``BatchScorer`` is a callable class so that Ray Data runs it in a pool of actors: the model (given,
+shipped as an object ref, or loaded from a URI) is set up once per actor in ``__init__`` and reused for
+every batch that actor receives.
 """
 
 from __future__ import annotations
