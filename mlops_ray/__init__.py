@@ -43,8 +43,8 @@ __all__ = [
     "resolve_runtime",
     *sorted(_LAZY),
 ]
-__getattr__, _lazy_dir = lazy_exports(__name__, _LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)[0]
 
 
-def __dir__() -> list[str]:
+def __dir__() -> list[str]:  # the eager names too, not only the lazy ones
     return sorted(__all__)

@@ -120,16 +120,9 @@ class BatchScorer:
         if model is None:
             if not model_uri:
                 raise ClusterError("BatchScorer needs a model_uri (or a FittedModel for tests)")
-            from mlops_ray.registry import load_fitted_model
+            from mlops_ray.registry import load_in_worker
 
-            if tracking_uri:
-                # An actor is a fresh process: point its MLflow client (tracking and registry) at the
-                # driver's store, or models:/ URIs resolve against the default ./mlruns.
-                import mlflow
-
-                mlflow.set_tracking_uri(tracking_uri)
-                mlflow.set_registry_uri(tracking_uri)
-            model = load_fitted_model(model_uri, tracking_uri=tracking_uri)
+            model = load_in_worker(model_uri, tracking_uri)
         self.model = model
         self.passthrough = list(passthrough)
         lineage = dict(lineage or {})

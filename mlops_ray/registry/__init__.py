@@ -2,7 +2,8 @@
 
 - ``register_model(cfg, runtime, result, prepared) -> Registration``: log into the search's run,
   register under ``cfg.model_name`` with lineage tags and a Markdown card, run the gate, move aliases.
-- ``load_fitted_model(model_uri) -> FittedModel`` (no Ray), ``save_fitted_model(fitted, path)``.
+- ``load_fitted_model(model_uri) -> FittedModel`` (no Ray), ``load_in_worker`` (the same, in a fresh Ray
+  worker process), ``save_fitted_model(fitted, path)``.
 - ``promote(runtime, name, version, reason, actor)``, ``rollback(runtime, name, reason, actor)``,
   ``resolve_version(runtime, name, version=None, alias=None) -> VersionInfo``, ``list_versions``.
 - ``find_cached_run`` / ``find_cached_registration``: step caching on tags (see ``cache.py``).
@@ -21,6 +22,7 @@ _EXPORTS = {
     "Registration": "mlops_ray.registry.register",
     "training_config_hash": "mlops_ray.registry.register",
     "load_fitted_model": "mlops_ray.registry.packaging",
+    "load_in_worker": "mlops_ray.registry.packaging",
     "log_fitted_model": "mlops_ray.registry.packaging",
     "save_fitted_model": "mlops_ray.registry.artifacts",
     "load_fitted_model_dir": "mlops_ray.registry.artifacts",

@@ -149,6 +149,20 @@ def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
     return client.get_model_version_download_uri(name, version)
 
 
+def load_in_worker(model_uri: str, tracking_uri: str | None) -> FittedModel:
+    """``load_fitted_model`` in a fresh Ray worker (a Serve replica, a scoring actor).
+
+    The process's MLflow client (tracking and registry) is pointed at ``tracking_uri`` first: a worker
+    starts with MLflow's default ./mlruns, and some MLflow lookups ignore per-call URIs.
+    """
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    return load_fitted_model(model_uri, tracking_uri=tracking_uri)
+
+
 def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
                       dst_path: str | Path | None = None) -> FittedModel:
     """A FittedModel from a model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/...``)

@@ -25,17 +25,9 @@ def load_model(source: Any, tracking_uri: str | None) -> Any:
     """A FittedModel from a registry URI or a local folder (via the registry's loader), or as given."""
     if not isinstance(source, str):
         return source  # a FittedModel shipped by value (tests, notebooks)
-    if tracking_uri:
-        import mlflow
+    from mlops_ray.registry import load_in_worker
 
-        # This replica process talks to one store only; some MLflow lookups ignore per-call URIs.
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    try:
-        from mlops_ray.registry import load_fitted_model
-    except ImportError:  # the registry package does not re-export it (yet)
-        from mlops_ray.registry.packaging import load_fitted_model
-    return load_fitted_model(source, tracking_uri=tracking_uri)
+    return load_in_worker(source, tracking_uri)
 
 
 @serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=64, health_check_period_s=2.0,

@@ -80,6 +80,15 @@ def test_arrow_batch_scores_like_pandas(model) -> None:
     assert scorer(table.slice(0, 0)).num_rows == 0
 
 
+def test_scorer_loads_a_model_folder_by_uri(model, tmp_path) -> None:
+    from mlops_ray.registry import save_fitted_model
+
+    df = make_frame(20, seed=6)
+    scorer = BatchScorer(str(save_fitted_model(model, tmp_path / "m")), passthrough=["row_id"])
+    assert (scorer(df)["prediction"].to_numpy() == model.predict(df)).all()
+    assert set(scorer(df)["model_uri"]) == {str(tmp_path / "m")}
+
+
 def test_scorer_limits_estimator_threads(model) -> None:
     model.estimator.n_jobs = -1
     BatchScorer(model=model, estimator_threads=1)
