@@ -84,7 +84,8 @@ def pipeline_summary(result: Any) -> dict[str, Any]:
     search = getattr(result, "search", None)
     if search is not None:
         out["search"] = {k: to_jsonable(getattr(search, k, None)) for k in (
-            "metric", "mode", "best_config", "cv_mean", "cv_std", "holdout_metrics", "parent_run_id", "trials")}
+            "metric", "mode", "best_config", "cv_mean", "cv_std", "holdout_metrics", "parent_run_id", "trials",
+            "refit_on")}
     for key in ("registration", "deployment"):
         value = getattr(result, key, None)
         if value is not None:

@@ -48,6 +48,8 @@ class SearchResult:
     experiment_path: str
     seconds: float = 0.0
     resumed: bool = False
+    refit_on: str = "ray_task"  # where the winner was refit: "driver" (one-node Ray) or "ray_task"
+    refit_s: float = 0.0
 
     @property
     def n_completed(self) -> int:

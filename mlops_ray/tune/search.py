@@ -174,34 +174,63 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
     return sorted(out, key=lambda t: t.index)
 
 
-def _refit(factory: EstimatorFactory, config: dict[str, Any], data_ref: Any, cpu: float, gpu: float) -> Any:
-    """Fit the winner on every training row, as a Ray task with the trial's resources (a GPU if it had one).
+def _driver_is_the_cluster() -> bool:
+    """True when Ray is one node and this process runs on it: a local Ray, or a job on a one-node cluster."""
+    import ray
 
-    The search is over, so the CPUs the trials held are free: an estimator with ``n_jobs`` gets up to all of
-    them for this one fit (its ``n_jobs`` is set back afterwards, so the model's params are the searched ones).
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return len(nodes) == 1 and nodes[0].get("NodeID") == ray.get_runtime_context().get_node_id()
+
+
+def _fit_all(factory: EstimatorFactory, config: dict[str, Any], data: TrialData, cpus: int, wide: bool) -> Any:
+    est = factory.build(config)
+    if factory.kind == "torch_mlp":
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cpus)
+        try:
+            return est.fit(data.X, data.y)
+        finally:
+            torch.set_num_threads(threads)
+    if wide:  # the searched n_jobs goes back afterwards, so the model's params are the searched ones
+        import warnings
+
+        n_jobs = est.get_params()["n_jobs"]
+        est.set_params(n_jobs=cpus)
+        with warnings.catch_warnings():  # scikit-learn >= 1.8 warns that LogisticRegression ignores n_jobs
+            warnings.filterwarnings("ignore", message=".*'n_jobs' has no effect", category=FutureWarning)
+            est.fit(data.X, data.y)
+        return est.set_params(n_jobs=n_jobs)
+    return est.fit(data.X, data.y)
+
+
+def _refit(factory: EstimatorFactory, config: dict[str, Any], data: TrialData, data_ref: Any, cpu: float,
+           gpu: float) -> tuple[Any, str]:
+    """Fit the winner on every training row; returns (estimator, where it ran: "driver" or "ray_task").
+
+    The search is over, so the CPUs the trials held are free: an estimator with ``n_jobs`` gets up to all
+    of them (on one node) for this one fit. A scikit-learn estimator on a one-node Ray without GPUs is refit
+    here, in the driver, as GridSearchCV's refit is: the data is already in this process, and a fresh Ray
+    worker would first spend ~2.5 s starting and importing scikit-learn. On a multi-node cluster (where the
+    driver's head node should not train), with a GPU, or for torch (which would see every GPU of the
+    machine from the driver) it is a Ray task with the trial's resources.
     """
     import ray
 
-    free = ray.available_resources().get("CPU", cpu)
     wide = "n_jobs" in accepted_params(factory.cls) and factory.kind == "sklearn"
-    cpus = max(cpu, min(float(int(free)), 16.0)) if wide else cpu
-
-    def fit_all(factory: EstimatorFactory, config: dict[str, Any], data: TrialData) -> Any:
-        if factory.kind == "torch_mlp":
-            import torch
-
-            torch.set_num_threads(max(1, int(cpus)))
-        est = factory.build(config)
-        if wide:
-            n_jobs = est.get_params()["n_jobs"]
-            est.set_params(n_jobs=max(1, int(cpus)))
-            est.fit(data.X, data.y)
-            return est.set_params(n_jobs=n_jobs)
-        return est.fit(data.X, data.y)
-
-    task = ray.remote(fit_all).options(num_cpus=cpus, num_gpus=gpu, max_retries=1)
+    # A task wider than the largest node would wait forever: cap at that node's CPUs.
+    node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=cpu)
     try:
-        return ray.get(task.remote(factory, config, data_ref))
+        if factory.kind == "sklearn" and gpu == 0 and _driver_is_the_cluster():
+            # Every core of this one node: Ray may still be releasing the trials' CPUs as Tuner.fit returns,
+            # so its available_resources would read low for a moment.
+            cpus = max(1, min(int(node_cpus), 16)) if wide else 1
+            return _fit_all(factory, config, data, cpus, wide), "driver"
+        free = ray.available_resources().get("CPU", cpu)
+        n = max(cpu, min(float(int(free)), float(int(node_cpus)), 16.0)) if wide else cpu
+        task = ray.remote(_fit_all).options(num_cpus=n, num_gpus=gpu, max_retries=1)
+        return ray.get(task.remote(factory, config, data_ref, max(1, int(n)), wide)), "ray_task"
     except Exception as e:
         raise TuneError(f"refitting the best config {config} on all training rows failed: {e}") from e
 
@@ -304,7 +333,9 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
         artifacts = pool.submit(log_search_artifacts, client, parent_run_id, trials, settings, metric.name,
                                 best.config)
         pool.shutdown(wait=False)
-        estimator = _refit(factory, best.config, data_ref, ts.resources.cpu, ts.resources.gpu)
+        t_refit = time.perf_counter()
+        estimator, refit_on = _refit(factory, best.config, data, data_ref, ts.resources.cpu, ts.resources.gpu)
+        refit_s = time.perf_counter() - t_refit
         artifacts.result()
         fitted = FittedModel(features=prepared.features, estimator=estimator, kind=ts.model.kind,  # type: ignore[arg-type]
                              params=factory.params_for(best.config))
@@ -313,7 +344,8 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
             model=fitted, best_config=dict(best.config), best_trial_id=best.trial_id, cv_mean=float(best.cv_mean),  # type: ignore[arg-type]
             cv_std=float(best.cv_std or 0.0), metric=metric.name, mode=metric.mode, holdout_metrics=holdout,
             parent_run_id=parent_run_id, experiment_id=experiment_id, trials=trials, search_settings=settings,
-            experiment_path=str(exp_path), seconds=time.perf_counter() - t0, resumed=resume)
+            experiment_path=str(exp_path), seconds=time.perf_counter() - t0, resumed=resume,
+            refit_on=refit_on, refit_s=refit_s)
         finish_parent_run(client, result, best)
         return result
     except BaseException as e:

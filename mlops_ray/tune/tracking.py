@@ -319,11 +319,13 @@ def finish_parent_run(client: Any, result: SearchResult, best: TrialSummary) -> 
                **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
                "n_trials": len(result.trials), "n_completed": result.n_completed,
                "n_stopped_early": sum(t.status == "stopped_early" for t in result.trials),
-               "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds}
+               "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds,
+               "refit_seconds": result.refit_s}
     client.log_batch(rid, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)],
                      params=[Param(f"best.{k}", json.dumps(v) if not isinstance(v, str) else v)
                              for k, v in sorted(result.best_config.items())],
                      tags=[RunTag("mlops_ray.best_trial_id", best.trial_id),
                            RunTag("mlops_ray.best_child_run_id", best.run_id or ""),
-                           RunTag("mlops_ray.metric", result.metric), RunTag("mlops_ray.mode", result.mode)])
+                           RunTag("mlops_ray.metric", result.metric), RunTag("mlops_ray.mode", result.mode),
+                           RunTag("mlops_ray.refit_on", result.refit_on)])
     client.set_terminated(rid, "FINISHED")

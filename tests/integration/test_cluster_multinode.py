@@ -173,6 +173,7 @@ def test_search_spans_nodes_survives_a_dead_worker_then_batch_scores(
     assert all(len(t["fold_scores"]) == 4 for t in trials)
     assert sum(t["num_failures"] for t in trials) >= 1  # at least one trial lost its worker and was retried
     assert summary["search"]["holdout_metrics"]["roc_auc"] > 0.95
+    assert summary["search"]["refit_on"] == "ray_task"  # three nodes: the driver's head node does not train
     assert summary["registration"]["accepted"] is True
 
     # Batch scoring on the surviving nodes through the Jobs API: every row exactly once.

@@ -40,6 +40,7 @@ def test_search_end_to_end_with_mlflow_parent_and_children(ray_session: str, run
     assert result.holdout_metrics["accuracy"] == pytest.approx(
         np.mean(labels == np.array(["c0", "c1"])[prepared.y_holdout]))
     assert result.model.params["C"] == result.best_config["C"] and result.model.params["random_state"] == 0
+    assert result.refit_on == "driver"  # a one-node local Ray: refit in this process, as GridSearchCV does
     assert "best (accuracy, max)" in format_result(result)
 
     client = MlflowClient(runtime.tracking_uri)
@@ -51,6 +52,7 @@ def test_search_end_to_end_with_mlflow_parent_and_children(ray_session: str, run
     assert float(parent.data.params["best.C"]) == pytest.approx(result.best_config["C"])
     assert parent.data.metrics["holdout_accuracy"] == pytest.approx(result.holdout_metrics["accuracy"])
     assert parent.data.metrics["best_cv_mean"] == pytest.approx(result.cv_mean)
+    assert parent.data.tags["mlops_ray.refit_on"] == "driver" and parent.data.metrics["refit_seconds"] > 0
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
     assert artifacts == {"plots/score_per_trial.png", "plots/score_vs_C.png"}
 
@@ -123,6 +125,7 @@ def test_torch_mlp_tiny_search_on_cpu_reports_per_epoch(ray_session: str, runtim
     result = run_search(cfg, runtime, prepared)
     assert result.model.kind == "torch_mlp" and type(result.model.estimator).__name__ == "TorchMLPClassifier"
     assert result.model.estimator.device_ == "cpu" and {t.device for t in result.trials} == {"cpu"}
+    assert result.refit_on == "ray_task"  # torch is refit in a worker, where Ray hides the GPUs it did not assign
     assert result.n_completed == 2 and all(t.folds_done == 3 for t in result.trials)
     client = MlflowClient(runtime.tracking_uri)
     child = client.get_run(result.trials[0].run_id)
