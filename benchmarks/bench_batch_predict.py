@@ -95,12 +95,16 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=2_000_000_000)
 
-    @ray.remote(num_cpus=1)
-    def ready() -> None:
-        return None
+    # A cluster that is up has its idle worker processes started before a job arrives: wait for them. Not by
+    # running tasks on them: Ray starts actors only in workers that never ran a task, so warming them with
+    # tasks would make every scoring actor start a new process.
+    import psutil
 
-    # A cluster that is up has its idle worker processes started; wait for them, as a job submitted to it would.
-    ray.get([ready.remote() for _ in range(cpus)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(
+            "ray::IDLE" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])) < cpus:
+        time.sleep(0.1)
+    time.sleep(1.0)
     try:
         from mlops_ray.registry import load_fitted_model  # noqa: F401
 
