@@ -30,7 +30,7 @@ _EXPORTS = {
     "JobClient": "mlops_ray.cluster.jobs",
     "submit_job": "mlops_ray.cluster.jobs",
     "BatchScorer": "mlops_ray.cluster.scoring",
-    "parse_model_uri": "mlops_ray.cluster.scoring",
+    "parse_model_uri": "mlops_ray.registry.uris",
     "BatchPredictResult": "mlops_ray.cluster.batch",
     "batch_predict": "mlops_ray.cluster.batch",
     "torch_device": "mlops_ray.cluster.devices",

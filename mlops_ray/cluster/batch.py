@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops_ray.cluster.scoring import BatchScorer, check_input_columns, output_columns, parse_model_uri
+from mlops_ray.cluster.scoring import BatchScorer, check_input_columns, output_columns
 from mlops_ray.exceptions import ClusterError, DataError
+from mlops_ray.registry.uris import parse_model_uri
 
 if TYPE_CHECKING:
     from mlops_ray.runtime import Runtime
@@ -57,7 +58,7 @@ def pin_model_uri(model_uri: str, runtime: Runtime | None) -> tuple[str, str | N
 
     assert ref.name is not None
     try:
-        info = resolve_version(runtime, ref.name, alias=ref.alias)
+        info = resolve_version(runtime, ref.name, alias=ref.effective_alias)
     except RegistryError as e:
         raise ClusterError(f"cannot score with {model_uri!r}: {e}") from e
     return f"models:/{ref.name}/{info.version}", ref.name, str(info.version)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,35 +23,6 @@ if TYPE_CHECKING:
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
 LINEAGE_COLUMNS = ("model_name", "model_version", "model_uri", "scored_at", "batch_run_id")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed model URI: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/NAME`` or a path."""
-
-    uri: str
-    name: str | None = None
-    version: str | None = None
-    alias: str | None = None
-
-    @property
-    def registered(self) -> bool:
-        return self.name is not None
-
-
-def parse_model_uri(uri: str) -> ModelRef:
-    """Split a model URI into name / version / alias; other URIs (runs:/, paths) pass through unparsed."""
-    if not uri or not uri.strip():
-        raise ClusterError("model URI is empty; use models:/NAME@champion, models:/NAME/3 or a model folder")
-    uri = uri.strip()
-    if not uri.startswith("models:/"):
-        return ModelRef(uri=uri)
-    rest = uri[len("models:/"):].strip("/")
-    m = re.fullmatch(r"([^/@]+)(?:@([^/@]+)|/(\d+))?", rest)
-    if not m:
-        raise ClusterError(f"model URI {uri!r} is not models:/NAME, models:/NAME/VERSION or models:/NAME@ALIAS")
-    name, alias, version = m.groups()
-    return ModelRef(uri=uri, name=name, version=version, alias=alias)
 
 
 def proba_column_names(classes: Sequence[Any]) -> list[str]:

@@ -23,6 +23,8 @@ _EXPORTS = {
     "training_config_hash": "mlops_ray.registry.register",
     "load_fitted_model": "mlops_ray.registry.packaging",
     "load_in_worker": "mlops_ray.registry.packaging",
+    "ModelRef": "mlops_ray.registry.uris",
+    "parse_model_uri": "mlops_ray.registry.uris",
     "log_fitted_model": "mlops_ray.registry.packaging",
     "save_fitted_model": "mlops_ray.registry.artifacts",
     "load_fitted_model_dir": "mlops_ray.registry.artifacts",

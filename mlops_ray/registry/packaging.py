@@ -134,19 +134,24 @@ def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
 
 
 def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
-    """Where a ``models:/NAME/V`` or ``models:/NAME@alias`` version's files are, via an explicit client."""
+    """Where a ``models:/NAME/V``, ``models:/NAME@alias`` or ``models:/NAME`` (the champion) version's files are."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    ref = models_uri[len("models:/"):].strip("/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        version = client.get_model_version_by_alias(name, alias).version
-    elif "/" in ref:
-        name, version = ref.rsplit("/", 1)
-    else:
+    from mlops_ray.registry.uris import parse_model_uri
+
+    ref = parse_model_uri(models_uri)
+    if not ref.registered:
         return models_uri  # a logged-model id (models:/m-...): MLflow resolves those without the registry
-    return client.get_model_version_download_uri(name, version)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = ref.version
+    if version is None:
+        alias = ref.effective_alias
+        try:
+            version = client.get_model_version_by_alias(ref.name, alias).version
+        except Exception as e:
+            raise RegistryError(f"{models_uri!r}: model {ref.name!r} has no version with alias {alias!r}; "
+                                f"`mlops-ray registry list {ref.name}` shows its versions and aliases") from e
+    return client.get_model_version_download_uri(ref.name, version)
 
 
 def load_in_worker(model_uri: str, tracking_uri: str | None) -> FittedModel:

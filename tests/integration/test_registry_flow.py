@@ -100,6 +100,8 @@ def test_gate_moves_aliases_and_records_everything(setup) -> None:
     # Serve/monitor load the champion back as a FittedModel; it predicts like the in-memory one.
     champ = load_fitted_model(f"models:/{cfg.model_name}@champion", tracking_uri=runtime.tracking_uri)
     np.testing.assert_array_equal(champ.predict(prepared.holdout_frame), strong.predict(prepared.holdout_frame))
+    bare = load_fitted_model(f"models:/{cfg.model_name}", tracking_uri=runtime.tracking_uri)  # a bare name: champion
+    np.testing.assert_array_equal(bare.predict(prepared.holdout_frame), champ.predict(prepared.holdout_frame))
 
     # Explicit promotion and rollback, each recorded with who and why.
     moves = promote(runtime, cfg.model_name, 4, reason="ops wants v4", actor="alice")
@@ -182,6 +184,8 @@ def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> Non
         load_fitted_model(tmp_path)
     with pytest.raises(RegistryError, match="could not load model 'models:/ghost/1'"):
         load_fitted_model("models:/ghost/1", tracking_uri=runtime.tracking_uri)
+    with pytest.raises(RegistryError, match="has no version with alias 'champion'"):
+        load_fitted_model("models:/ghost", tracking_uri=runtime.tracking_uri)
     with pytest.raises(RegistryError, match="no registered model named 'ghost'"):
         resolve_version(runtime, "ghost")
     with pytest.raises(RegistryError, match="promoting ghost v1 failed"):

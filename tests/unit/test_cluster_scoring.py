@@ -12,10 +12,10 @@ from mlops_ray.cluster.scoring import (
     LINEAGE_COLUMNS,
     BatchScorer,
     output_columns,
-    parse_model_uri,
     proba_column_names,
 )
-from mlops_ray.exceptions import ClusterError, DataError
+from mlops_ray.exceptions import ClusterError, DataError, RegistryError
+from mlops_ray.registry import parse_model_uri
 from tests.cluster_helpers import fit_model, make_frame
 
 
@@ -28,12 +28,19 @@ def test_parse_model_uri() -> None:
     assert parse_model_uri("models:/churn@champion").alias == "champion"
     ref = parse_model_uri("models:/churn/12")
     assert (ref.name, ref.version, ref.alias, ref.registered) == ("churn", "12", None, True)
-    assert parse_model_uri("models:/churn").version is None
+    assert ref.effective_alias is None  # a pinned version resolves no alias
+    bare = parse_model_uri("models:/churn")
+    assert bare.version is None and bare.effective_alias == "champion"  # a bare name is the champion
+    assert parse_model_uri("models:/churn@staging").effective_alias == "staging"
+    # MLflow 3's logged-model ids are not registry names: MLflow resolves them itself.
+    logged = parse_model_uri("models:/m-0123456789abcdef0123456789abcdef")
+    assert not logged.registered and logged.logged_model_id == "m-0123456789abcdef0123456789abcdef"
+    assert logged.effective_alias is None
     local = parse_model_uri("/tmp/model")
     assert not local.registered and local.uri == "/tmp/model"
-    with pytest.raises(ClusterError, match="is not models:/NAME"):
+    with pytest.raises(RegistryError, match="is not models:/NAME"):
         parse_model_uri("models:/a/b/c")
-    with pytest.raises(ClusterError, match="empty"):
+    with pytest.raises(RegistryError, match="empty"):
         parse_model_uri(" ")
 
 
