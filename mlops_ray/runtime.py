@@ -124,8 +124,16 @@ def configure_mlflow(runtime: Runtime) -> None:
     if runtime.tracking_uri.startswith("sqlite:///"):
         runtime.workdir.mkdir(parents=True, exist_ok=True)
     runtime.artifact_root.mkdir(parents=True, exist_ok=True)
+    # MLflow 3 also writes the URI into os.environ: a later resolve_runtime() in this process (a notebook, a
+    # second pipeline) would then take this run's store as the user's MLFLOW_TRACKING_URI. Keep the env as it was.
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(runtime.tracking_uri)
     mlflow.set_registry_uri(runtime.tracking_uri)
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def ensure_experiment(runtime: Runtime, name: str) -> str:

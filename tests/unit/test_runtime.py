@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,25 @@ def test_code_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code_version(tmp_path) == "v1.2.3"
     sha = code_version(Path(__file__).resolve().parents[2])
     assert sha is not None and len(sha.split("-")[0]) == 40
+
+
+def test_configuring_mlflow_leaves_the_environment_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from mlops_ray.runtime import configure_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_RAY_WORKDIR", raising=False)
+    previous = mlflow.get_tracking_uri()
+    try:
+        first = resolve_runtime(None, workdir=tmp_path / "a")
+        configure_mlflow(first)
+        assert mlflow.get_tracking_uri() == first.tracking_uri
+        # A second runtime in the same process gets its own store, not the first one's.
+        second = resolve_runtime(None, workdir=tmp_path / "b")
+        assert second.tracking_uri == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")  # the user's own setting stays
+        configure_mlflow(second)
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    finally:
+        mlflow.set_tracking_uri(previous)
