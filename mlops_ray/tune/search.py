@@ -6,6 +6,7 @@ estimators, cv) and MLflow writing in ``tracking``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
 from mlops_ray.tune.trainable import TrialData, TrialSpec, max_iterations, metric_key
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from mlops_ray.config import PipelineConfig
     from mlops_ray.data.prepared import PreparedData
@@ -42,7 +45,6 @@ TUNE_ENV_DEFAULTS = {
 
 @contextmanager
 def _tune_env(max_pending: int) -> Iterator[None]:
-    import logging
     import os
 
     # Without the per-trial logger files, building the ResultGrid warns once per trial that it found no
@@ -88,14 +90,19 @@ def _check_prepared(prepared: PreparedData) -> None:
         raise TuneError("the training split is empty; check the data stage's report")
 
 
-def _check_resources(cpu: float, gpu: float) -> None:
+def _check_resources(cpu: float, gpu: float, can_grow: bool) -> None:
+    """Refuse a trial bigger than the whole cluster; on a cluster that may autoscale, only warn."""
     import ray
 
     total = ray.cluster_resources()
-    if cpu > total.get("CPU", 0) or gpu > total.get("GPU", 0):
-        raise TuneError(f"tune.resources asks {cpu} CPU / {gpu} GPU per trial but the Ray cluster has "
-                        f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU in all; lower tune.resources "
-                        "or connect to a bigger cluster (--address)")
+    if cpu <= total.get("CPU", 0) and gpu <= total.get("GPU", 0):
+        return
+    msg = (f"tune.resources asks {cpu} CPU / {gpu} GPU per trial but the Ray cluster has {total.get('CPU', 0):g} CPU / "
+           f"{total.get('GPU', 0):g} GPU in all")
+    if can_grow:  # an autoscaler (KubeRay, the cluster launcher) may add a node: Tune waits for it
+        logger.warning("%s now; trials wait until the autoscaler adds a node that fits them", msg)
+        return
+    raise TuneError(f"{msg}; lower tune.resources or connect to a bigger cluster (--address)")
 
 
 def _asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict[str, Any]) -> int:
@@ -266,7 +273,8 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     _check_prepared(prepared)
     n_folds = prepared.n_folds
     connect_ray(runtime)
-    _check_resources(ts.resources.cpu, ts.resources.gpu)
+    # A local Ray started here never grows; a cluster we connected to may have an autoscaler.
+    _check_resources(ts.resources.cpu, ts.resources.gpu, can_grow=bool(runtime.ray_address))
 
     name = experiment_name(cfg, prepared)
     runtime.tune_dir.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,26 @@ def test_regression_search_optuna(ray_session: str, runtime: Runtime) -> None:
     assert len(result.trials) == 3
 
 
+def test_trial_larger_than_the_cluster(ray_session: str, runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import ray
+
+    from mlops_ray.tune.search import _check_resources
+
+    cpus = ray.cluster_resources()["CPU"]
+    cfg = parse_config(tune_config(model=LOGREG, search="random", num_samples=1, resources={"cpu": cpus + 1},
+                                   search_space={"C": {"loguniform": [0.01, 10.0]}}))
+    # A local Ray never grows: refused before any trial starts, naming the setting.
+    with pytest.raises(TuneError, match=r"tune.resources asks .* lower tune.resources"):
+        run_search(cfg, runtime, make_prepared(n=60, n_folds=3))
+    # A cluster we connected to may autoscale: a warning, and Tune waits for the node.
+    with caplog.at_level(logging.WARNING, logger="mlops_ray.tune.search"):
+        _check_resources(cpus + 1, 0, can_grow=True)
+    assert "wait until the autoscaler adds a node" in caplog.text
+    _check_resources(1, 0, can_grow=False)  # fits: nothing to say
+
+
 @pytest.mark.gpu
 def test_torch_trial_trains_on_cuda_when_given_a_fraction_of_a_gpu(ray_session: str, runtime: Runtime) -> None:
     import ray
