@@ -18,6 +18,7 @@ import pyarrow as pa
 from mlops_ray.exceptions import ClusterError, DataError
 
 if TYPE_CHECKING:
+    from mlops_ray.data.features import FeaturePipeline
     from mlops_ray.tune.fitted import FittedModel
 
 PREDICTION = "prediction"
@@ -38,20 +39,20 @@ def proba_column_names(classes: Sequence[Any]) -> list[str]:
     return names
 
 
-def output_columns(model: FittedModel, passthrough: Sequence[str]) -> list[str]:
+def output_columns(features: FeaturePipeline, passthrough: Sequence[str]) -> list[str]:
     """The output schema, in order: passthrough columns, prediction, proba_*, lineage."""
-    proba = proba_column_names(model.classes or []) if model.task == "classification" else []
+    proba = proba_column_names(features.classes or []) if features.task == "classification" else []
     return [*passthrough, PREDICTION, *proba, *LINEAGE_COLUMNS]
 
 
-def check_input_columns(columns: Sequence[str], model: FittedModel, passthrough: Sequence[str]) -> None:
+def check_input_columns(columns: Sequence[str], features: FeaturePipeline, passthrough: Sequence[str]) -> None:
     """Fail before scoring when the input lacks a model input column or a passthrough column."""
     have = set(columns)
-    missing = [c for c in model.features.input_columns if c not in have]
+    missing = [c for c in features.input_columns if c not in have]
     if missing:
         raise DataError(
             f"input is missing {len(missing)} column(s) the model needs: {missing}; the model expects "
-            f"{model.features.input_columns}"
+            f"{features.input_columns}"
         )
     missing_pt = [c for c in passthrough if c not in have]
     if missing_pt:
@@ -126,10 +127,10 @@ class BatchScorer:
     def __call__(self, batch: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
         """Score one batch; an Arrow batch (Ray Data's zero-copy format) gives an Arrow table, pandas gives pandas."""
         arrow = isinstance(batch, pa.Table)
-        check_input_columns(batch.column_names if arrow else list(batch.columns), self.model, self.passthrough)
+        check_input_columns(batch.column_names if arrow else list(batch.columns), self.model.features, self.passthrough)
         n = batch.num_rows if arrow else len(batch)
         if n == 0:
-            empty = pd.DataFrame(columns=output_columns(self.model, self.passthrough))
+            empty = pd.DataFrame(columns=output_columns(self.model.features, self.passthrough))
             return pa.Table.from_pandas(empty, preserve_index=False) if arrow else empty
         labels, proba = self.model.predict_matrix(self.model.features.transform(batch))
         out: dict[str, Any] = {col: batch[col] if arrow else batch[col].to_numpy() for col in self.passthrough}

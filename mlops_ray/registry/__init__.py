@@ -3,7 +3,9 @@
 - ``register_model(cfg, runtime, result, prepared) -> Registration``: log into the search's run,
   register under ``cfg.model_name`` with lineage tags and a Markdown card, run the gate, move aliases.
 - ``load_fitted_model(model_uri) -> FittedModel`` (no Ray), ``load_in_worker`` (the same, in a fresh Ray
-  worker process), ``save_fitted_model(fitted, path)``.
+  worker process), ``save_fitted_model(fitted, path)``; ``fetch_fitted_dir`` (download only) and
+  ``load_features_dir`` (the features alone) for callers that deserialize the estimator elsewhere.
+- ``parse_model_uri(uri) -> ModelRef``: the one reading of ``models:/`` URIs (a bare name is the champion).
 - ``promote(runtime, name, version, reason, actor)``, ``rollback(runtime, name, reason, actor)``,
   ``resolve_version(runtime, name, version=None, alias=None) -> VersionInfo``, ``list_versions``.
 - ``find_cached_run`` / ``find_cached_registration``: step caching on tags (see ``cache.py``).
@@ -22,12 +24,14 @@ _EXPORTS = {
     "Registration": "mlops_ray.registry.register",
     "training_config_hash": "mlops_ray.registry.register",
     "load_fitted_model": "mlops_ray.registry.packaging",
+    "fetch_fitted_dir": "mlops_ray.registry.packaging",
     "load_in_worker": "mlops_ray.registry.packaging",
     "ModelRef": "mlops_ray.registry.uris",
     "parse_model_uri": "mlops_ray.registry.uris",
     "log_fitted_model": "mlops_ray.registry.packaging",
     "save_fitted_model": "mlops_ray.registry.artifacts",
     "load_fitted_model_dir": "mlops_ray.registry.artifacts",
+    "load_features_dir": "mlops_ray.registry.artifacts",
     "promote": "mlops_ray.registry.store",
     "rollback": "mlops_ray.registry.store",
     "resolve_version": "mlops_ray.registry.store",

@@ -14,6 +14,7 @@ whose meta.json was edited to trust something else is refused, not loaded.
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,7 @@ def save_fitted_model(fitted: FittedModel, path: str | Path) -> Path:
     return path
 
 
-def load_fitted_model_dir(path: str | Path) -> FittedModel:
-    """Load a directory written by :func:`save_fitted_model`."""
-    path = Path(path)
+def _read_meta(path: Path) -> dict[str, Any]:
     if not (path / META).is_file():
         raise RegistryError(f"no packaged model at {path}: {META} is missing (expected a folder written by "
                             "save_fitted_model, or an MLflow model logged by mlops_ray)")
@@ -82,10 +81,24 @@ def load_fitted_model_dir(path: str | Path) -> FittedModel:
     if meta.get("format_version") != FORMAT_VERSION:
         raise RegistryError(f"model format {meta.get('format_version')!r} at {path} is not supported "
                             f"(this mlops_ray reads {FORMAT_VERSION})")
+    return meta
+
+
+def load_features_dir(path: str | Path) -> FeaturePipeline:
+    """Only the fitted features of a :func:`save_fitted_model` folder: JSON, no estimator library imported."""
+    path = Path(path)
+    _read_meta(path)
     try:
-        features = FeaturePipeline.load(path / FEATURES)
+        return FeaturePipeline.load(path / FEATURES)
     except Exception as e:
         raise RegistryError(f"could not load the model's features from {path / FEATURES}: {e}") from e
+
+
+def load_fitted_model_dir(path: str | Path) -> FittedModel:
+    """Load a directory written by :func:`save_fitted_model`."""
+    path = Path(path)
+    meta = _read_meta(path)
+    features = load_features_dir(path)
     kind = meta["kind"]
     if kind == "sklearn":
         estimator = _load_skops(path / SKOPS, meta.get("trusted_types", []))
@@ -99,8 +112,41 @@ def load_fitted_model_dir(path: str | Path) -> FittedModel:
 # ----------------------------------------------------------------------------------------- sklearn
 
 
+class _SkipArrayApiTorch(importlib.abc.MetaPathFinder):
+    """Import hook that refuses one module: scikit-learn's vendored array-api-compat shim for torch."""
+
+    name = "sklearn.externals.array_api_compat.torch"
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == self.name:
+            raise ImportError(f"{fullname} is skipped while skops lists scikit-learn's estimators")
+        return None
+
+
+def _skops_io() -> Any:
+    """``skops.io``, imported without dragging torch in.
+
+    Importing skops.io lists scikit-learn's estimators by walking every scikit-learn package, and the walk
+    imports torch through scikit-learn's vendored array-api-compat shim: ~1 s and hundreds of MB in every
+    process that loads a model (Serve replicas, batch scoring), for nothing a skops file needs. Refusing
+    that one shim while skops imports makes the walk skip it (it skips packages that fail to import); the
+    estimator list is the same, and the shim imports normally afterwards if anything asks for it.
+    """
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    hook = _SkipArrayApiTorch()
+    sys.meta_path.insert(0, hook)
+    try:
+        import skops.io
+    finally:
+        sys.meta_path.remove(hook)
+    return skops.io
+
+
 def _save_skops(estimator: Any, file: Path) -> list[str]:
-    import skops.io as sio
+    sio = _skops_io()
 
     try:
         blob = sio.dumps(estimator)
@@ -116,7 +162,7 @@ def _save_skops(estimator: Any, file: Path) -> list[str]:
 
 
 def _load_skops(file: Path, recorded: list[str]) -> Any:
-    import skops.io as sio
+    sio = _skops_io()
 
     if not file.is_file():
         raise RegistryError(f"the estimator file {file} is missing")

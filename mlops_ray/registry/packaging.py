@@ -168,10 +168,9 @@ def load_in_worker(model_uri: str, tracking_uri: str | None) -> FittedModel:
     return load_fitted_model(model_uri, tracking_uri=tracking_uri)
 
 
-def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
-                      dst_path: str | Path | None = None) -> FittedModel:
-    """A FittedModel from a model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/...``)
-    or a local folder (a logged MLflow model or a ``save_fitted_model`` folder). No Ray needed."""
+def fetch_fitted_dir(model_uri: str | Path, dst_path: str | Path, *, tracking_uri: str | None = None) -> Path:
+    """The local folder of an mlops_ray model (what :func:`load_fitted_model_dir` reads): a local model is
+    found in place, a registry/run URI is downloaded into ``dst_path``. Nothing is deserialized."""
     uri = str(model_uri)
     local = Path(uri).expanduser()
     if not uri.startswith(_REMOTE_SCHEMES):
@@ -181,28 +180,29 @@ def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
         found = _find_fitted_dir(local)
         if found is None:
             raise RegistryError(f"{uri} is not an mlops_ray model: no {META} in it or in artifacts/fitted")
-        return load_fitted_model_dir(found)
+        return found
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from mlops_ray.registry.store import check_reachable
 
     check_reachable(tracking_uri or mlflow.get_tracking_uri())
-    tmp = None
-    if dst_path is None:
-        tmp = tempfile.TemporaryDirectory(prefix="mlops_ray_load_")
-        dst_path = tmp.name
     try:
         root = _download(uri, Path(dst_path), tracking_uri)
-        found = _find_fitted_dir(root)
-        if found is None:
-            raise RegistryError(f"{uri} is not an mlops_ray model (no artifacts/fitted/{META}); "
-                                "load it with mlflow.pyfunc.load_model instead")
-        return load_fitted_model_dir(found)
     except MlflowException as e:
         raise RegistryError(f"could not load model {uri!r}: {e.message}") from e
     except OSError as e:  # connection refused / reset from the artifact repository
         raise RegistryError(f"could not download model {uri!r}: {e}") from e
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    found = _find_fitted_dir(root)
+    if found is None:
+        raise RegistryError(f"{uri} is not an mlops_ray model (no artifacts/fitted/{META}); "
+                            "load it with mlflow.pyfunc.load_model instead")
+    return found
+
+
+def load_fitted_model(model_uri: str | Path, *, tracking_uri: str | None = None,
+                      dst_path: str | Path | None = None) -> FittedModel:
+    """A FittedModel from a model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/...``)
+    or a local folder (a logged MLflow model or a ``save_fitted_model`` folder). No Ray needed."""
+    with tempfile.TemporaryDirectory(prefix="mlops_ray_load_") as tmp:
+        return load_fitted_model_dir(fetch_fitted_dir(model_uri, dst_path or tmp, tracking_uri=tracking_uri))

@@ -106,3 +106,27 @@ def test_registered_model_alias_is_pinned_and_loaded_per_actor(ray_session: str,
     assert set(scored["model_uri"]) == {f"models:/batchdemo/{version}"}
     with pytest.raises(ClusterError, match="no alias 'nope'"):
         batch_predict(str(folder), str(tmp_path / "x"), model_uri="models:/batchdemo@nope", runtime=runtime)
+
+
+def test_model_folder_scored_and_a_corrupt_model_fails_clearly(ray_session: str, model_and_data,
+                                                                tmp_path: Path) -> None:
+    from mlops_ray.exceptions import RegistryError
+    from mlops_ray.registry import save_fitted_model
+    from mlops_ray.registry.artifacts import SKOPS
+
+    model, df, folder = model_and_data
+    saved = save_fitted_model(model, tmp_path / "model")
+    res = batch_predict(str(folder), str(tmp_path / "scored"), model_uri=str(saved), id_column="row_id",
+                        concurrency=2, batch_size=500)
+    scored = pd.read_parquet(tmp_path / "scored").merge(df, on="row_id")
+    assert res.rows_out == len(df) and (scored["prediction"].to_numpy() == model.predict(scored)).all()
+    assert res.model_uri == str(saved)
+
+    # The features read fine (the schema check passes) but the estimator file is not skops: the loader task
+    # fails, and the caller hears that from the registry, not an actor-pool stack trace. Nothing is written.
+    (saved / SKOPS).write_bytes(b"not a skops file")
+    with pytest.raises(RegistryError, match=r"did not load, so no row was scored.*not a readable skops file"):
+        batch_predict(str(folder), str(tmp_path / "scored2"), model_uri=str(saved), id_column="row_id",
+                      concurrency=1, batch_size=500)
+    written = list((tmp_path / "scored2").glob("*.parquet")) if (tmp_path / "scored2").exists() else []
+    assert written == []

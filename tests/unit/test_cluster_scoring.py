@@ -56,7 +56,7 @@ def test_scorer_scores_a_batch_with_lineage(model) -> None:
                          lineage={"model_name": "m", "model_version": 3, "model_uri": "models:/m/3",
                                   "scored_at": when, "batch_run_id": "r1"})
     out = scorer(df)
-    assert list(out.columns) == output_columns(model, ["row_id"])
+    assert list(out.columns) == output_columns(model.features, ["row_id"])
     assert list(out["row_id"]) == list(df["row_id"])
     assert (out["prediction"].to_numpy() == model.predict(df)).all()
     np.testing.assert_allclose(out[["proba_no", "proba_yes"]].to_numpy(), model.predict_proba(df))
@@ -78,7 +78,7 @@ def test_arrow_batch_scores_like_pandas(model) -> None:
                          lineage={"model_name": "m", "model_version": None, "scored_at": when, "batch_run_id": "r"})
     table = pa.Table.from_pandas(df, preserve_index=False)
     out = scorer(table)
-    assert isinstance(out, pa.Table) and out.column_names == output_columns(model, ["row_id"])
+    assert isinstance(out, pa.Table) and out.column_names == output_columns(model.features, ["row_id"])
     expected = scorer(df)
     same = [c for c in out.column_names if c not in ("model_version", "model_uri")]  # nulls: NaN vs None
     pd.testing.assert_frame_equal(out.to_pandas()[same], expected[same], check_dtype=False)

@@ -46,6 +46,29 @@ def test_round_trip_predicts_the_same(tmp_path: Path) -> None:
     assert loaded.features.input_types() == {"x1": "double", "x2": "double", "color": "string"}
 
 
+def test_loading_a_skops_model_does_not_import_torch(tmp_path: Path) -> None:
+    """A fresh process (a Serve replica, a scoring task) loads a forest without torch, with the same trust list."""
+    import subprocess
+    import sys
+
+    df = make_frame(120)
+    fitted = fit_model(df, RandomForestClassifier(n_estimators=5, random_state=0))
+    path = save_fitted_model(fitted, tmp_path / "m")
+    code = (
+        "import sys\n"
+        "from mlops_ray.registry.artifacts import load_fitted_model_dir, check_trusted_types\n"
+        f"m = load_fitted_model_dir({str(path)!r})\n"
+        "assert type(m.estimator).__name__ == 'RandomForestClassifier'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from skops.io._trusted_types import SKLEARN_ESTIMATOR_TYPE_NAMES as names\n"
+        "assert 'sklearn.ensemble._forest.RandomForestClassifier' in names and len(names) > 150\n"
+        "import sklearn.externals.array_api_compat.torch\n"  # the skipped shim still imports on demand
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_untrusted_type_is_refused_at_save(tmp_path: Path) -> None:
     df = make_frame(60)
     fitted = fit_model(df, make_pipeline(FunctionTransformer(_double), LogisticRegression()))
