@@ -182,9 +182,8 @@ def batch_predict(
         assert model is not None
         features = model.features
     try:
-        return _score(input_path, output_path, features=features, model=model,
-                      folder=folder, keep=keep, pinned=pinned,
-                      model_name=model_name, model_version=model_version, concurrency=concurrency,
+        return _score(input_path, output_path, features=features, model=model, folder=folder, keep=keep,
+                      pinned=pinned, model_name=model_name, model_version=model_version, concurrency=concurrency,
                       batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus, io_cpus=io_cpus,
                       num_blocks=num_blocks)
     finally:
@@ -202,8 +201,8 @@ def _model_ref(folder: Path | None, model: FittedModel | None) -> Any:
     """An object ref to the model that the actors resolve in ``__init__``.
 
     A folder is deserialized (skops, exactly the trusted types) by one task on this node, where the files
-    are, while Ray Data lists the input and the actors start: each actor then only waits for the object,
-    instead of the driver loading it first (~3 s, skops' import alone ~1.4 s) and every actor after it.
+    are, while Ray Data lists the input and the actors start (the actors only wait for the object), instead
+    of the driver loading it first (imports and deserialization: seconds) and starting everything after it.
     """
     import ray
 
