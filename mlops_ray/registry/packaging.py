@@ -136,6 +136,7 @@ def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
 def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
     """Where a ``models:/NAME/V``, ``models:/NAME@alias`` or ``models:/NAME`` (the champion) version's files are."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from mlops_ray.registry.uris import parse_model_uri
 
@@ -148,7 +149,7 @@ def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
         alias = ref.effective_alias
         try:
             version = client.get_model_version_by_alias(ref.name, alias).version
-        except Exception as e:
+        except MlflowException as e:
             raise RegistryError(f"{models_uri!r}: model {ref.name!r} has no version with alias {alias!r}; "
                                 f"`mlops-ray registry list {ref.name}` shows its versions and aliases") from e
     return client.get_model_version_download_uri(ref.name, version)

@@ -100,7 +100,8 @@ def _check_resources(cpu: float, gpu: float, can_grow: bool) -> None:
     msg = (f"tune.resources asks {cpu} CPU / {gpu} GPU per trial but the Ray cluster has {total.get('CPU', 0):g} CPU / "
            f"{total.get('GPU', 0):g} GPU in all")
     if can_grow:  # an autoscaler (KubeRay, the cluster launcher) may add a node: Tune waits for it
-        logger.warning("%s now; trials wait until the autoscaler adds a node that fits them", msg)
+        logger.warning("%s now; trials wait until the autoscaler adds a node that fits them (a cluster without "
+                       "an autoscaler never will: then stop the search and lower tune.resources)", msg)
         return
     raise TuneError(f"{msg}; lower tune.resources or connect to a bigger cluster (--address)")
 
