@@ -117,6 +117,10 @@ def run_pipeline(
         if result.registration is None:
             raise ConfigError("the deploy step needs a registered model: include 'register' in steps")
         reg = result.registration
+        if not reg.is_champion:
+            log(f"[deploy] {reg.name} v{reg.version} is not the champion (gate: "
+                f"{'accepted' if reg.accepted else 'rejected'}): the champion "
+                f"v{reg.aliases.get('champion', '?')} keeps serving; the challenger gets no traffic")
         result.deployment = timed(
             "deploy",
             lambda: serve.deploy_from_pipeline(cfg, runtime, reg, canary_pct=canary_pct),

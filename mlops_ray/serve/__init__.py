@@ -7,6 +7,7 @@ Public API (heavy modules load on first use)::
     predict(runtime, model, rows) -> dict          # HTTP client of a running endpoint
     ensure_local_head(runtime) -> address          # a detached Ray head that outlives the CLI
     deploy_from_pipeline(cfg, runtime, registration), format_deployment(dep), format_status(status)
+    pipeline_target(registration) -> version    # what the deploy step serves: the champion after the gate
     build_app(args) -> serve.Application         # the builder of `serve deploy` configs (cluster/serve_config.yaml)
 
 Pure logic (no Ray): ``rollout.Rollout`` (the state machine), ``analysis.analyze`` (canary verdict),
@@ -20,6 +21,7 @@ from mlops_ray._lazy import lazy_exports
 _MODULES = {
     "deploy": "controller", "rollback": "controller", "promote": "controller", "status": "controller",
     "shutdown": "controller", "deploy_from_pipeline": "controller", "Deployment": "controller",
+    "pipeline_target": "controller",
     "predict": "client", "format_deployment": "client", "format_status": "client",
     "ensure_local_head": "head", "stop_local_head": "head",
     "Rollout": "rollout", "Decision": "rollout", "analyze": "analysis", "Thresholds": "analysis",

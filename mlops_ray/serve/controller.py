@@ -304,7 +304,22 @@ def shutdown(runtime: Runtime, *, app_name: str | None = None, stop_head: bool =
     return {"deleted": deleted, "head_stopped": stopped}
 
 
+def pipeline_target(registration: Any) -> str:
+    """The version the pipeline's deploy step serves: the registry's champion after the gate (pure).
+
+    An accepted version is the champion, so it is deployed (a canary when another version serves); a
+    challenger the gate rejected is never routed: the champion keeps (or starts) serving.
+    """
+    champion = (getattr(registration, "aliases", None) or {}).get("champion")
+    if champion is None:
+        raise ServeError(f"{registration.name} v{registration.version} was not promoted by the gate and the model "
+                         f"has no champion to serve; serve a version by hand if intended: "
+                         f"mlops-ray deploy {registration.name} --version {registration.version}")
+    return str(champion)
+
+
 def deploy_from_pipeline(cfg: PipelineConfig, runtime: Runtime, registration: Any,
                          canary_pct: float | None = None) -> Deployment:
-    """The `deploy` step of `mlops-ray run`: serve the version the registry step just registered."""
-    return deploy(cfg, runtime, model=registration.name, version=str(registration.version), canary_pct=canary_pct)
+    """The `deploy` step of `mlops-ray run`: serve the champion (see ``pipeline_target``)."""
+    return deploy(cfg, runtime, model=registration.name, version=pipeline_target(registration),
+                  canary_pct=canary_pct)

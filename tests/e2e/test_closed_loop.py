@@ -127,8 +127,13 @@ def scenario(tmp_path: Path) -> None:
         v2 = str(reg.version)
         assert v2 != v1 and reg.decision is not None
         print(f"closed loop: v{v2} gate {'accepted' if reg.accepted else 'rejected'} ({reg.decision.reason})")
-        if result.pipeline.deployment is None:
-            return  # the config deploys only gate-accepted versions: the gate said no, v1 keeps serving
+        if not reg.accepted:
+            # The gate said no: the deploy step keeps the champion v1 serving and never routes to v2.
+            assert result.pipeline.deployment.version == v1
+            st = mserve.status(rt)["models"]["loop"]
+            assert st["phase"] == "stable" and str(st["stable"]) == v1, st
+            return
+        assert result.pipeline.deployment.version == v2
         # 5. the canary rolls out under live traffic and ends promoted or rolled back, by the rollout rules
         outcome = None
         fresh = data.drop(columns="target").iloc[240:].to_dict(orient="records")

@@ -122,3 +122,19 @@ def test_weights_are_checked() -> None:
         normalize_weights({"a": -1})
     with pytest.raises(ServeError, match="no traffic"):
         normalize_weights({"a": 0})
+
+
+def test_the_pipeline_deploys_the_champion_never_a_rejected_challenger() -> None:
+    from types import SimpleNamespace
+
+    from mlops_ray.serve.controller import pipeline_target
+
+    accepted = SimpleNamespace(name="m", version="3", accepted=True, aliases={"champion": "3", "previous": "2"})
+    assert pipeline_target(accepted) == "3"
+    rejected = SimpleNamespace(name="m", version="4", accepted=False, aliases={"champion": "3", "challenger": "4"})
+    assert pipeline_target(rejected) == "3"  # the champion keeps serving; v4 gets no traffic
+    # A cached registration whose version was rolled back since: the current champion, not the cached one.
+    rolled_back = SimpleNamespace(name="m", version="3", accepted=True, aliases={"champion": "2", "previous": "3"})
+    assert pipeline_target(rolled_back) == "2"
+    with pytest.raises(ServeError, match=r"no champion to serve.*mlops-ray deploy m --version 1"):
+        pipeline_target(SimpleNamespace(name="m", version="1", accepted=False, aliases={"challenger": "1"}))
