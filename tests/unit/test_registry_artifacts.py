@@ -56,7 +56,7 @@ def test_loading_a_skops_model_does_not_import_torch(tmp_path: Path) -> None:
     path = save_fitted_model(fitted, tmp_path / "m")
     code = (
         "import sys\n"
-        "from mlops_ray.registry.artifacts import load_fitted_model_dir, check_trusted_types\n"
+        "from mlops_ray.registry.artifacts import load_fitted_model_dir\n"
         f"m = load_fitted_model_dir({str(path)!r})\n"
         "assert type(m.estimator).__name__ == 'RandomForestClassifier'\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
