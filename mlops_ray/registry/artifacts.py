@@ -84,21 +84,25 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_features_dir(path: str | Path) -> FeaturePipeline:
-    """Only the fitted features of a :func:`save_fitted_model` folder: JSON, no estimator library imported."""
-    path = Path(path)
-    _read_meta(path)
+def _load_features(path: Path) -> FeaturePipeline:
     try:
         return FeaturePipeline.load(path / FEATURES)
     except Exception as e:
         raise RegistryError(f"could not load the model's features from {path / FEATURES}: {e}") from e
 
 
+def load_features_dir(path: str | Path) -> FeaturePipeline:
+    """Only the fitted features of a :func:`save_fitted_model` folder: JSON, no estimator library imported."""
+    path = Path(path)
+    _read_meta(path)
+    return _load_features(path)
+
+
 def load_fitted_model_dir(path: str | Path) -> FittedModel:
     """Load a directory written by :func:`save_fitted_model`."""
     path = Path(path)
     meta = _read_meta(path)
-    features = load_features_dir(path)
+    features = _load_features(path)
     kind = meta["kind"]
     if kind == "sklearn":
         estimator = _load_skops(path / SKOPS, meta.get("trusted_types", []))

@@ -182,11 +182,10 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
     return sorted(out, key=lambda t: t.index)
 
 
-def _driver_is_the_cluster() -> bool:
-    """True when Ray is one node and this process runs on it: a local Ray, or a job on a one-node cluster."""
+def _driver_is_the_cluster(nodes: list[dict[str, Any]]) -> bool:
+    """True when the live ``nodes`` are one node and this process runs on it (a local Ray, a one-node cluster)."""
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
     return len(nodes) == 1 and nodes[0].get("NodeID") == ray.get_runtime_context().get_node_id()
 
 
@@ -227,10 +226,11 @@ def _refit(factory: EstimatorFactory, config: dict[str, Any], data: TrialData, d
     import ray
 
     wide = "n_jobs" in accepted_params(factory.cls) and factory.kind == "sklearn"
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
     # A task wider than the largest node would wait forever: cap at that node's CPUs.
-    node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=cpu)
+    node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in nodes), default=cpu)
     try:
-        if factory.kind == "sklearn" and gpu == 0 and _driver_is_the_cluster():
+        if factory.kind == "sklearn" and gpu == 0 and _driver_is_the_cluster(nodes):
             # Every core of this one node: Ray may still be releasing the trials' CPUs as Tuner.fit returns,
             # so its available_resources would read low for a moment.
             cpus = max(1, min(int(node_cpus), 16)) if wide else 1
