@@ -97,8 +97,9 @@ def check_fits(cluster_cpus: float, concurrency: int, num_cpus: float, num_gpus:
 
 
 def _raise_load_error(model_ref: Any) -> None:
+    """Raise the model's own load error, if that is why scoring failed; else return (the caller re-raises)."""
     import ray
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import GetTimeoutError, RayTaskError
 
     try:
         ray.get(model_ref, timeout=60)
@@ -107,6 +108,8 @@ def _raise_load_error(model_ref: Any) -> None:
         if isinstance(cause, RegistryError):
             raise RegistryError(f"the model did not load, so no row was scored: {cause}") from e
         raise
+    except GetTimeoutError:
+        return  # still loading: not what failed; the scoring error stands
 
 
 def _count_parquet_rows(path: str) -> int:
