@@ -7,7 +7,7 @@ registry's no-pickle format (skops + JSON features) and loaded back by each peer
 runs in its own subprocess; the peak memory is the largest sum of RSS over that subprocess and all its
 descendants (Ray's raylet, workers, object store), sampled every 0.1 s. Times are wall clock from
 "load the model" to "output written", with Ray already started and its idle worker processes up (a
-cluster is up before jobs arrive); the Ray peer loads the model once on the driver and ships it to its actors.
+cluster is up before jobs arrive); the Ray peer ships the model folder's bytes to its actors, each loads it.
 """
 
 from __future__ import annotations
@@ -105,22 +105,12 @@ def peer_ray(data: Path, model_dir: Path, out: Path, cpus: int, concurrency: int
             "ray::IDLE" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])) < cpus:
         time.sleep(0.1)
     time.sleep(1.0)
-    try:
-        from mlops_ray.registry import load_fitted_model  # noqa: F401
-
-        kwargs: dict = {"model_uri": str(model_dir)}
-    except ImportError:  # registry not importable: ship the loaded model to the actors instead
-        from mlops_ray.registry.artifacts import load_fitted_model_dir
-
-        kwargs = {"model": load_fitted_model_dir(model_dir)}
     t0 = time.perf_counter()
-    # Logical CPUs are scheduling tokens: 2 actors x 0.5 + 1 for Ray Data's file listing task (then
-    # 0.25 per read/write task) fit in 2 CPUs, so the actors use both cores and the I/O still runs.
     res = batch_predict(str(data), str(out), id_column="row_id", concurrency=concurrency,
-                        num_cpus=(cpus - 1.0) / concurrency, io_cpus=0.25, overwrite=True, **kwargs)
+                        num_cpus=cpus / concurrency, overwrite=True, model_uri=str(model_dir))
     seconds = time.perf_counter() - t0
     ray.shutdown()
-    return {"seconds": seconds, "rows": res.rows_out, "how": next(iter(kwargs))}
+    return {"seconds": seconds, "rows": res.rows_out}
 
 
 # --------------------------------------------------------------------------------------- harness

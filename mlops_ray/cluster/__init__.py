@@ -7,9 +7,10 @@ object                                 what it does
                                        (working_dir + runtime_env, token auth), follow logs, stop
 ``resolve_auth_token``                 the cluster token: argument, ``RAY_AUTH_TOKEN``,
                                        ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``
-``batch_predict``                      score a Parquet folder with Ray Data (actor pool, model
-                                       loaded once on the driver), write Parquet with lineage columns
-``BatchScorer``                        the callable class each actor runs (Arrow or pandas batches)
+``batch_predict``                      score a Parquet folder with a Ray Data actor pool (each actor
+                                       reads, scores and writes its parts), Parquet with lineage columns
+``BatchScorer``                        scores one batch (Arrow or pandas); ``PartScorer``, the actor
+                                       class, reads/scores/writes one part of the input
 ``torch_device``                       ``cuda:N`` from the GPUs Ray assigned, else ``cpu``
 =====================================  ====================================================
 
@@ -30,6 +31,7 @@ _EXPORTS = {
     "JobClient": "mlops_ray.cluster.jobs",
     "submit_job": "mlops_ray.cluster.jobs",
     "BatchScorer": "mlops_ray.cluster.scoring",
+    "PartScorer": "mlops_ray.cluster.scoring",
     "parse_model_uri": "mlops_ray.registry.uris",
     "BatchPredictResult": "mlops_ray.cluster.batch",
     "batch_predict": "mlops_ray.cluster.batch",

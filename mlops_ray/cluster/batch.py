@@ -8,21 +8,21 @@ input's at the end: every input row is scored exactly once, or the call fails.
 
 from __future__ import annotations
 
-import shutil
+import json
 import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops_ray.cluster.scoring import BatchScorer, check_input_columns, output_columns
-from mlops_ray.exceptions import ClusterError, DataError, RegistryError
+from mlops_ray.cluster.scoring import PartScorer, check_input_columns, output_columns
+from mlops_ray.exceptions import ClusterError, MlopsRayError, RegistryError
 from mlops_ray.registry.uris import parse_model_uri
 
 if TYPE_CHECKING:
+    from mlops_ray.cluster.parts import ParquetInput
     from mlops_ray.data.features import FeaturePipeline
     from mlops_ray.runtime import Runtime
     from mlops_ray.tune.fitted import FittedModel
@@ -66,56 +66,41 @@ def pin_model_uri(model_uri: str, runtime: Runtime | None) -> tuple[str, str | N
     return f"models:/{ref.name}/{info.version}", ref.name, str(info.version)
 
 
-# Ray Data 2.60 lists the input files in a task of its own that asks for 1 CPU (not configurable); it
-# runs while the actor pool is already up, so the pool must leave that much free.
-LIST_FILES_CPUS = 1.0
-
-
-def _io_reserve(io_cpus: float) -> float:
-    return max(LIST_FILES_CPUS, 2 * io_cpus)
-
-
-def default_concurrency(cluster_cpus: float, cluster_gpus: float, num_cpus: float, num_gpus: float,
-                        io_cpus: float) -> int:
-    """As many actors as fit beside the file listing / read / write tasks (pure; see ``batch_predict``)."""
+def default_concurrency(cluster_cpus: float, cluster_gpus: float, num_cpus: float, num_gpus: float) -> int:
+    """As many actors as the cluster's CPUs (GPUs, for GPU actors) hold (pure; see ``batch_predict``)."""
     if num_gpus > 0:
-        return max(1, int(cluster_gpus // num_gpus))
-    return max(1, int((cluster_cpus - _io_reserve(io_cpus)) // num_cpus + 1e-9))
+        return max(1, int(cluster_gpus // num_gpus + 1e-9))
+    return max(1, int(cluster_cpus // num_cpus + 1e-9))
 
 
-def check_fits(cluster_cpus: float, concurrency: int, num_cpus: float, num_gpus: float, io_cpus: float) -> None:
-    """Refuse a pool that would leave no CPU for the read/write tasks: Ray Data would wait forever."""
-    reserve = _io_reserve(io_cpus)
-    need = concurrency * (0 if num_gpus > 0 else num_cpus) + reserve
-    if need > cluster_cpus + 1e-9:
-        fit = max(0.05, (cluster_cpus - reserve) / concurrency)
+def check_fits(cluster_cpus: float, cluster_gpus: float, concurrency: int, num_cpus: float, num_gpus: float) -> None:
+    """Refuse a pool bigger than the cluster: its last actors would never start and Ray Data would wait."""
+    if concurrency * num_cpus > cluster_cpus + 1e-9:
         raise ClusterError(
-            f"{concurrency} scoring actors x {num_cpus} CPU + {reserve:g} CPU for listing/reading/writing files "
-            f"needs {need:g} CPUs but the cluster has {cluster_cpus:g}: Ray Data would wait forever. Lower "
-            f"concurrency, or num_cpus (logical CPUs: num_cpus={fit:.2f} still lets each actor use a whole core)"
+            f"{concurrency} scoring actors x {num_cpus} CPU need {concurrency * num_cpus:g} CPUs but the cluster "
+            f"has {cluster_cpus:g}: lower concurrency, or num_cpus (logical CPUs: "
+            f"num_cpus={max(0.05, cluster_cpus / concurrency):.2f} still lets each actor use a whole core)"
         )
+    if concurrency * num_gpus > cluster_gpus + 1e-9:
+        raise ClusterError(f"{concurrency} scoring actors x {num_gpus} GPU need {concurrency * num_gpus:g} GPUs but "
+                           f"the cluster has {cluster_gpus:g}: lower concurrency or num_gpus")
 
 
-def _raise_load_error(model_ref: Any) -> None:
-    """Raise the model's own load error, if that is why scoring failed; else return (the caller re-raises)."""
-    import ray
-    from ray.exceptions import GetTimeoutError, RayTaskError
+def _user_error(error: BaseException) -> MlopsRayError | None:
+    """The package's own error that a scoring actor raised, dug out of Ray's wrappers (None: a Ray failure)."""
+    from ray.exceptions import RayError
 
-    try:
-        ray.get(model_ref, timeout=60)
-    except RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, RegistryError):
-            raise RegistryError(f"the model did not load, so no row was scored: {cause}") from e
-        raise
-    except GetTimeoutError:
-        return  # still loading: not what failed; the scoring error stands
-
-
-def _count_parquet_rows(path: str) -> int:
-    import pyarrow.dataset as pads
-
-    return pads.dataset(path, format="parquet").count_rows()
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, MlopsRayError) and not isinstance(e, RayError):  # not Ray's RayTaskError(<ours>) mix
+            return e
+        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
+    return None
 
 
 def batch_predict(
@@ -133,24 +118,23 @@ def batch_predict(
     batch_size: int = 65_536,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
-    io_cpus: float = 0.25,
-    num_blocks: int | None = None,
     overwrite: bool = False,
 ) -> BatchPredictResult:
     """Score every row of the Parquet data at ``input_path`` and write Parquet to ``output_path``.
 
     ``model_uri`` (``models:/NAME@champion``, ``models:/NAME/3``, a model folder) is fetched by the driver,
-    which reads only its features (to check the input's schema before any actor starts); one task on the
-    driver's node deserializes it while the actors start, and they take it from the object store;
-    ``model`` (a FittedModel) is shipped as it is. Output columns: ``id_column`` and ``passthrough``,
-    ``prediction``, ``proba_<class>`` (classification), and the lineage columns ``model_name``,
-    ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be connected.
+    which reads only its features (to check the input's schema before any actor starts) and ships the
+    folder's bytes through the object store: each actor deserializes it once (skops, exactly the trusted
+    types) and reuses it for every batch; ``model`` (a FittedModel) is shipped as it is. Output columns:
+    ``id_column`` and ``passthrough``, ``prediction``, ``proba_<class>`` (classification), and the lineage
+    columns ``model_name``, ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be
+    connected.
 
-    Each actor takes ``num_cpus`` (and ``num_gpus``: the model then runs on the GPU Ray assigned);
-    Parquet read and write tasks take ``io_cpus`` each, so that they always fit beside the pool.
-    ``concurrency`` defaults to as many actors as the cluster's CPUs (GPUs) allow. ``num_blocks``
-    (default ``4 x concurrency``) splits the input so that every actor gets work, in a stream: Ray Data
-    would otherwise read a small folder as one block, scored by one actor.
+    The input is cut into parts (runs of row groups, about four per actor) and Ray Data hands them to a
+    pool of ``concurrency`` actors (default: as many as the cluster's CPUs, or GPUs, hold), one part at a
+    time: each actor reads its part ``batch_size`` rows at a time, scores and writes
+    ``part-<n>.parquet``. Each actor takes ``num_cpus`` (and ``num_gpus``: the model then runs on the GPU
+    Ray assigned). Input and output paths must be reachable from every node (shared disk, s3://, gs://).
     """
     import ray
 
@@ -160,120 +144,121 @@ def batch_predict(
         raise ClusterError("pass exactly one of model_uri (a registered model) or model (a FittedModel)")
     if batch_size < 1:
         raise ClusterError(f"batch_size must be >= 1, got {batch_size}")
-    if num_gpus < 0 or num_cpus <= 0 or io_cpus <= 0:
-        raise ClusterError(f"num_cpus and io_cpus must be > 0 and num_gpus >= 0, got {num_cpus}, {io_cpus} "
-                           f"and {num_gpus}")
+    if num_gpus < 0 or num_cpus <= 0:
+        raise ClusterError(f"num_cpus must be > 0 and num_gpus >= 0, got {num_cpus} and {num_gpus}")
     keep = [*([id_column] if id_column else []), *[c for c in (passthrough or []) if c != id_column]]
 
-    out = Path(output_path)
-    if "://" not in output_path and out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ClusterError(f"output folder {output_path!r} is not empty; choose a new one or pass overwrite=True")
-        shutil.rmtree(out)
+    from mlops_ray.cluster.parts import inspect_input, resolve_filesystem
+
+    out_fs, out_dir = resolve_filesystem(output_path)
+    existing = _existing_output(out_fs, out_dir, output_path, overwrite)
 
     pinned = model_uri
-    tmp: str | None = None
-    folder: Path | None = None
+    shipped: Any = model
     if model_uri is not None:
         pinned, model_name, model_version = pin_model_uri(model_uri, runtime)
-        from mlops_ray.registry import fetch_fitted_dir, load_features_dir
+        from mlops_ray.registry import FittedModelFiles, fetch_fitted_dir, load_features_dir
 
-        tmp = tempfile.mkdtemp(prefix="mlops_ray_batch_")
-        folder = fetch_fitted_dir(pinned, tmp, tracking_uri=runtime.tracking_uri if runtime else None)
-        features = load_features_dir(folder)  # JSON only: the schema is checked before any actor starts
+        with tempfile.TemporaryDirectory(prefix="mlops_ray_batch_") as tmp:
+            folder = fetch_fitted_dir(pinned, tmp, tracking_uri=runtime.tracking_uri if runtime else None)
+            features = load_features_dir(folder)  # JSON only: the schema is checked before any actor starts
+            shipped = FittedModelFiles.read(folder)
     else:
         assert model is not None
         features = model.features
-    try:
-        return _score(input_path, output_path, features=features, model=model, folder=folder, keep=keep,
-                      pinned=pinned, model_name=model_name, model_version=model_version, concurrency=concurrency,
-                      batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus, io_cpus=io_cpus,
-                      num_blocks=num_blocks)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    inp = inspect_input(input_path)
+    check_input_columns(inp.columns, features, keep)
+    if existing:  # only now that the input and the model are known to be usable: bad input loses nothing
+        out_fs.delete_dir_contents(out_dir)
+    out_fs.create_dir(out_dir, recursive=True)
+    return _score(input_path, output_path, inp=inp, out_fs=out_fs, out_dir=out_dir, features=features,
+                  shipped=shipped, keep=keep, pinned=pinned, model_name=model_name, model_version=model_version,
+                  concurrency=concurrency, batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus)
 
 
-def _load_model_here(folder: str) -> FittedModel:
-    from mlops_ray.registry import load_fitted_model_dir
+def _existing_output(fs: Any, out_dir: str, output_path: str, overwrite: bool) -> bool:
+    """Whether the output folder has files to replace; refused unless ``overwrite``."""
+    import pyarrow.fs as pafs
 
-    return load_fitted_model_dir(folder)
+    info = fs.get_file_info(out_dir)
+    if info.type == pafs.FileType.File:
+        raise ClusterError(f"output {output_path!r} is a file; give a folder")
+    if info.type != pafs.FileType.Directory or not fs.get_file_info(pafs.FileSelector(out_dir)):
+        return False
+    if not overwrite:
+        raise ClusterError(f"output folder {output_path!r} is not empty; choose a new one or pass overwrite=True")
+    return True
 
 
-def _model_ref(folder: Path | None, model: FittedModel | None) -> Any:
-    """An object ref to the model that the actors resolve in ``__init__``.
+def _remove_partial_files(fs: Any, out_dir: str) -> None:
+    """Hidden files of parts whose actor died mid-write (its retry wrote the part again under its own name)."""
+    import pyarrow.fs as pafs
 
-    A folder is deserialized (skops, exactly the trusted types) by one task on this node, where the files
-    are, while Ray Data lists the input and the actors start (the actors only wait for the object), instead
-    of the driver loading it first (imports and deserialization: seconds) and starting everything after it.
-    """
+    for info in fs.get_file_info(pafs.FileSelector(out_dir)):
+        if info.base_name.startswith(".part-") and info.base_name.endswith(".tmp"):
+            fs.delete_file(info.path)
+
+
+def _count_rows(fs: Any, out_dir: str) -> int:
+    import pyarrow.dataset as pads
+
+    return pads.dataset(out_dir, filesystem=fs, format="parquet").count_rows()
+
+
+def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any, out_dir: str,
+           features: FeaturePipeline, shipped: Any, keep: list[str], pinned: str | None, model_name: str | None,
+           model_version: str | None, concurrency: int | None, batch_size: int, num_cpus: float,
+           num_gpus: float) -> BatchPredictResult:
     import ray
 
-    if folder is None:
-        return ray.put(model)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    # 0 CPUs: a one-off load must not wait behind the actor pool and the I/O tasks that fill the cluster.
-    task = ray.remote(_load_model_here).options(num_cpus=0, scheduling_strategy=here, max_retries=0)
-    return task.remote(str(folder))
-
-
-def _score(input_path: str, output_path: str, *, features: FeaturePipeline, model: FittedModel | None,
-           folder: Path | None, keep: list[str], pinned: str | None, model_name: str | None,
-           model_version: str | None, concurrency: int | None, batch_size: int, num_cpus: float, num_gpus: float,
-           io_cpus: float, num_blocks: int | None) -> BatchPredictResult:
-    import ray
+    from mlops_ray.cluster.parts import plan_parts, target_part_rows
 
     res = ray.cluster_resources()
-    n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus, io_cpus)
-    check_fits(res.get("CPU", 0), n, num_cpus, num_gpus, io_cpus)
-    try:
-        ds = ray.data.read_parquet(input_path, num_cpus=io_cpus,
-                                   override_num_blocks=num_blocks or 4 * n)
-        columns = list(ds.schema().names)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise DataError(f"cannot read Parquet input {input_path!r}: {e}") from e
-    check_input_columns(columns, features, keep)
-    rows_in = _count_parquet_rows(input_path) if "://" not in input_path else ds.count()
+    n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus)
+    check_fits(res.get("CPU", 0), res.get("GPU", 0), n, num_cpus, num_gpus)
+    parts = plan_parts(inp.files, inp.row_group_rows, target_part_rows(inp.rows, n, batch_size))
 
     scored_at = pd.Timestamp.now(tz="UTC")
     run_id = uuid.uuid4().hex[:12]
     lineage = {"model_name": model_name, "model_version": model_version, "model_uri": pinned,
                "scored_at": scored_at, "batch_run_id": run_id}
-    # The model reaches the actors through the object store, once: loading it in every actor costs seconds
-    # each and needs the registry reachable from every node.
-    model_ref = _model_ref(folder, model)
-    ctor: dict[str, Any] = {"lineage": lineage, "passthrough": keep, "model": model_ref}
     t0 = time.perf_counter()
-    scored = ds.map_batches(
-        BatchScorer,
-        fn_constructor_kwargs=ctor,
-        batch_size=batch_size,
-        batch_format="pyarrow",  # zero-copy from the Parquet blocks and straight back to the writer
-        concurrency=n,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus or None,
-    )
-    try:
-        scored.write_parquet(output_path, ray_remote_args={"num_cpus": io_cpus})
-    except Exception:
-        _raise_load_error(model_ref)  # an actor failed because the model did not load: say that, plainly
-        raise
+    done: list[dict[str, Any]] = []
+    if parts:
+        ctor = {"parts": parts, "model": ray.put(shipped), "input_path": input_path, "output_path": output_path,
+                "lineage": lineage, "passthrough": keep, "batch_size": batch_size}
+        # Two parts in flight per actor: the next one is queued while the actor scores (with one, Ray Data's
+        # round trip between parts cost 1.7 s of 11 on the benchmark), and a longer queue behind a busy
+        # actor would leave the others idle at the end.
+        pool = ray.data.ActorPoolStrategy(size=min(n, len(parts)), max_tasks_in_flight_per_actor=2)
+        ds = ray.data.from_items([{"part": p.index} for p in parts], override_num_blocks=len(parts))
+        # The actor's own exception (DataError, RegistryError), not a UserCodeException that lost its cause.
+        ds.context.raise_original_map_exception = True
+        try:
+            done = ds.map_batches(PartScorer, fn_constructor_kwargs=ctor, batch_size=1, compute=pool,
+                                  num_cpus=num_cpus, num_gpus=num_gpus or None).take_all()
+        except Exception as e:
+            own = _user_error(e)
+            if isinstance(own, RegistryError):
+                raise RegistryError(f"the model did not load, so no row was scored: {own}") from e
+            if own is not None:
+                raise type(own)(f"scoring failed: {own}; output at {output_path!r} is incomplete") from e
+            raise
     duration = time.perf_counter() - t0
 
-    rows_out = _count_parquet_rows(output_path) if "://" not in output_path else ray.data.read_parquet(
-        output_path).count()
-    if rows_out != rows_in:
-        raise ClusterError(f"scored {rows_out} rows but the input has {rows_in}; output at {output_path!r} is "
-                           "incomplete, rerun with overwrite=True")
+    _remove_partial_files(out_fs, out_dir)
+    expected = {p.index: p.rows for p in parts}
+    short = {int(d["part"]): int(d["rows"]) for d in done if int(d["rows"]) != expected[int(d["part"])]}
+    rows_out = _count_rows(out_fs, out_dir) if parts else 0
+    if short or len(done) != len(parts) or rows_out != inp.rows:
+        raise ClusterError(f"scored {rows_out} rows but the input has {inp.rows} (parts with the wrong count: "
+                           f"{short or 'none'}); output at {output_path!r} is incomplete, rerun with overwrite=True")
     result = BatchPredictResult(
-        output_path=str(output_path), rows_in=rows_in, rows_out=rows_out, model_name=model_name,
+        output_path=str(output_path), rows_in=inp.rows, rows_out=rows_out, model_name=model_name,
         model_version=model_version, model_uri=pinned, scored_at=scored_at.isoformat(), batch_run_id=run_id,
         concurrency=n, duration_s=round(duration, 3), columns=output_columns(features, keep),
     )
-    if "://" not in output_path:
-        import json
-
-        (Path(output_path) / "_batch_predict.json").write_text(json.dumps(result.to_dict(), indent=2))
+    with out_fs.open_output_stream(f"{out_dir}/_batch_predict.json") as f:
+        f.write(json.dumps({**result.to_dict(), "parts": len(parts), "files": len(inp.files)}, indent=2).encode())
     return result

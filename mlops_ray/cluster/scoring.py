@@ -78,16 +78,14 @@ class BatchScorer:
         self,
         model_uri: str | None = None,
         *,
-        model: FittedModel | Any | None = None,  # or an ObjectRef to one
+        model: FittedModel | Any | None = None,  # or FittedModelFiles, or an ObjectRef to either
         lineage: dict[str, Any] | None = None,
         passthrough: Sequence[str] = (),
         estimator_threads: int | None = 1,
         tracking_uri: str | None = None,
     ) -> None:
-        if model is not None and type(model).__name__ == "ObjectRef":  # shipped by batch_predict
-            import ray
-
-            model = ray.get(model)
+        if model is not None:  # maybe shipped as an object ref, maybe as the folder's bytes
+            model = _resolve_model(model)
         if model is None:
             if not model_uri:
                 raise ClusterError("BatchScorer needs a model_uri (or a FittedModel for tests)")
@@ -152,3 +150,54 @@ def _constant(value: Any, n: int, arrow: bool) -> Any:
         return pa.array(np.full(n, stamp), type=pa.timestamp("ns", tz="UTC"))
     text = None if value is None else str(value)
     return pa.array([text] * n, type=pa.string()) if arrow else [text] * n
+
+
+class PartScorer:
+    """Callable class for ``Dataset.map_batches`` over part numbers: each call reads, scores and writes a part.
+
+    The model comes as an object ref (a FittedModel, or ``FittedModelFiles`` that this actor deserializes:
+    the driver's folder is not on other nodes). A model that does not load fails every call with the
+    registry's own error, which reaches the caller as it is (an error in ``__init__`` would only say that
+    the actor died).
+    """
+
+    def __init__(self, parts: Sequence[Any], *, model: Any, input_path: str, output_path: str,
+                 lineage: dict[str, Any], passthrough: Sequence[str], batch_size: int) -> None:
+        from mlops_ray.cluster.parts import resolve_filesystem
+        from mlops_ray.exceptions import MlopsRayError
+
+        self.parts = {p.index: p for p in parts}
+        self.batch_size = batch_size
+        self.input_fs, _ = resolve_filesystem(input_path)
+        self.output_fs, self.output_dir = resolve_filesystem(output_path)
+        self.load_error: MlopsRayError | None = None
+        self.scorer: BatchScorer | None = None
+        try:
+            self.scorer = BatchScorer(model=_resolve_model(model), lineage=lineage, passthrough=passthrough)
+        except MlopsRayError as e:
+            self.load_error = e
+            return
+        features = self.scorer.model.features
+        self.columns = list(dict.fromkeys([*passthrough, *features.input_columns]))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from mlops_ray.cluster.parts import score_part
+
+        if self.scorer is None:
+            assert self.load_error is not None
+            raise self.load_error
+        indexes = [int(i) for i in batch["part"]]
+        rows = [score_part(self.parts[i], self.scorer, columns=self.columns, batch_size=self.batch_size,
+                           output_dir=self.output_dir, input_fs=self.input_fs, output_fs=self.output_fs)
+                for i in indexes]
+        return {"part": np.asarray(indexes, dtype=np.int64), "rows": np.asarray(rows, dtype=np.int64)}
+
+
+def _resolve_model(model: Any) -> Any:
+    if type(model).__name__ == "ObjectRef":
+        import ray
+
+        model = ray.get(model)
+    from mlops_ray.registry.artifacts import FittedModelFiles
+
+    return model.load() if isinstance(model, FittedModelFiles) else model

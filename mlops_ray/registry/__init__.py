@@ -4,7 +4,8 @@
   register under ``cfg.model_name`` with lineage tags and a Markdown card, run the gate, move aliases.
 - ``load_fitted_model(model_uri) -> FittedModel`` (no Ray), ``load_in_worker`` (the same, in a fresh Ray
   worker process), ``save_fitted_model(fitted, path)``; ``fetch_fitted_dir`` (download only) and
-  ``load_features_dir`` (the features alone) for callers that deserialize the estimator elsewhere.
+  ``load_features_dir`` (the features alone) for callers that deserialize the estimator elsewhere;
+  ``FittedModelFiles`` (a model folder as bytes, to ship to workers that cannot see the folder).
 - ``parse_model_uri(uri) -> ModelRef``: the one reading of ``models:/`` URIs (a bare name is the champion).
 - ``promote(runtime, name, version, reason, actor)``, ``rollback(runtime, name, reason, actor)``,
   ``resolve_version(runtime, name, version=None, alias=None) -> VersionInfo``, ``list_versions``.
@@ -32,6 +33,7 @@ _EXPORTS = {
     "save_fitted_model": "mlops_ray.registry.artifacts",
     "load_fitted_model_dir": "mlops_ray.registry.artifacts",
     "load_features_dir": "mlops_ray.registry.artifacts",
+    "FittedModelFiles": "mlops_ray.registry.artifacts",
     "promote": "mlops_ray.registry.store",
     "rollback": "mlops_ray.registry.store",
     "resolve_version": "mlops_ray.registry.store",

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import importlib.abc
 import json
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +114,32 @@ def load_fitted_model_dir(path: str | Path) -> FittedModel:
     else:
         raise RegistryError(f"unknown model kind {kind!r} in {path / META}")
     return FittedModel(features=features, estimator=estimator, kind=kind, params=meta.get("params", {}))
+
+
+@dataclass(frozen=True)
+class FittedModelFiles:
+    """A model directory as bytes: what ships a model to workers on other nodes, where the folder is not.
+
+    A few MB for a typical forest; each worker deserializes it itself (with the same checks as from disk).
+    """
+
+    files: dict[str, bytes]
+
+    @classmethod
+    def read(cls, path: str | Path) -> FittedModelFiles:
+        path = Path(path)
+        _read_meta(path)  # not a model directory: fail here, on the driver, not in every worker
+        return cls({str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()})
+
+    def load(self) -> FittedModel:
+        tmp = Path(tempfile.mkdtemp(prefix="mlops_ray_model_"))
+        try:
+            for name, data in self.files.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(data)
+            return load_fitted_model_dir(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------- sklearn

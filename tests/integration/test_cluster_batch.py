@@ -130,3 +130,58 @@ def test_model_folder_scored_and_a_corrupt_model_fails_clearly(ray_session: str,
                       concurrency=1, batch_size=500)
     written = list((tmp_path / "scored2").glob("*.parquet")) if (tmp_path / "scored2").exists() else []
     assert written == []
+
+
+def test_a_file_without_a_model_column_fails_with_the_data_error(ray_session: str, model_and_data,
+                                                                   tmp_path: Path) -> None:
+    model, df, _ = model_and_data
+    inp = tmp_path / "in"
+    inp.mkdir()
+    df.iloc[:100].drop(columns=["label"]).to_parquet(inp / "a.parquet", index=False)  # schema is read from here
+    df.iloc[100:200].drop(columns=["label", "x2"]).to_parquet(inp / "b.parquet", index=False)
+    with pytest.raises(DataError, match=r"b\.parquet lacks column\(s\) \['x2'\]"):
+        batch_predict(str(inp), str(tmp_path / "out"), model=model, concurrency=1)
+    assert not list((tmp_path / "out").glob("*b*"))
+
+
+def test_killed_scoring_actor_rows_still_scored_exactly_once(ray_session: str, model_and_data,
+                                                              tmp_path: Path) -> None:
+    """A scoring actor's process dies mid-run: Ray Data restarts it and retries its part, which replaces its
+    own output file, so no row is lost or written twice."""
+    import threading
+    import time
+
+    import psutil
+
+    model, _, _ = model_and_data
+    df = make_frame(60_000, seed=5)
+    inp = write_parquet_parts(df, tmp_path / "in", parts=12)
+    out = tmp_path / "scored"
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["res"] = batch_predict(str(inp), str(out), model=model, id_column="row_id", concurrency=2,
+                                          num_cpus=0.5, batch_size=50)
+        except Exception as e:  # handed to the test thread
+            result["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and worker.is_alive() and time.monotonic() < deadline:
+        if out.exists() and list(out.glob("part-*.parquet")):  # a part is done; others are in flight
+            for p in psutil.process_iter(["cmdline"]):
+                if "MapWorker(MapBatches(PartScorer))" in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+                    killed = p.pid
+                    break
+        time.sleep(0.05)
+    worker.join(timeout=300)
+    assert killed is not None, "the run ended before a scoring actor could be killed"
+    assert "error" not in result, result.get("error")
+    assert result["res"].rows_out == len(df)
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(df) and scored["row_id"].is_unique
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind

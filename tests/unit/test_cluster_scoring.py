@@ -137,13 +137,15 @@ def test_torch_model_scores_on_the_cpu_when_ray_assigned_no_gpu() -> None:
     np.testing.assert_allclose(out[["proba_no", "proba_yes"]].sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_pool_sizing_leaves_room_for_the_io_tasks() -> None:
+def test_pool_sizing_by_cpus_or_gpus() -> None:
     from mlops_ray.cluster.batch import check_fits, default_concurrency
 
-    assert default_concurrency(4, 0, 1.0, 0.0, 0.25) == 3  # one CPU for listing/reading/writing files
-    assert default_concurrency(2, 0, 1.0, 0.0, 0.25) == 1
-    assert default_concurrency(2, 0, 0.5, 0.0, 0.25) == 2
-    assert default_concurrency(16, 2, 1.0, 0.5, 0.25) == 4  # GPU actors: by GPUs
-    check_fits(2, 2, 0.5, 0.0, 0.25)
-    with pytest.raises(ClusterError, match=r"num_cpus=0\.50"):
-        check_fits(2, 2, 1.0, 0.0, 0.25)
+    assert default_concurrency(4, 0, 1.0, 0.0) == 4  # the actors read and write their own parts: no I/O tasks
+    assert default_concurrency(2, 0, 0.5, 0.0) == 4
+    assert default_concurrency(1, 0, 2.0, 0.0) == 1  # never zero: check_fits then says what does fit
+    assert default_concurrency(16, 2, 1.0, 0.5) == 4  # GPU actors: by GPUs
+    check_fits(2, 0, 2, 1.0, 0.0)
+    with pytest.raises(ClusterError, match=r"needs? 4 CPUs.*num_cpus=0\.67"):
+        check_fits(2, 0, 3, 4 / 3, 0.0)
+    with pytest.raises(ClusterError, match="GPUs but the cluster has 1"):
+        check_fits(16, 1, 4, 1.0, 0.5)

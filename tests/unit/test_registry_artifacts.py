@@ -17,6 +17,7 @@ from mlops_ray.exceptions import RegistryError
 from mlops_ray.registry.artifacts import (
     META,
     SKOPS,
+    FittedModelFiles,
     check_trusted_types,
     load_fitted_model_dir,
     save_fitted_model,
@@ -75,6 +76,22 @@ def test_untrusted_type_is_refused_at_save(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match=r"outside scikit-learn/numpy.*_double"):
         save_fitted_model(fitted, tmp_path / "m")
     assert not (tmp_path / "m" / SKOPS).exists()
+
+
+def test_model_files_as_bytes_load_with_the_same_checks(tmp_path: Path) -> None:
+    df = make_frame(120)
+    fitted = fit_model(df, RandomForestClassifier(n_estimators=5, random_state=0))
+    path = save_fitted_model(fitted, tmp_path / "m")
+    files = FittedModelFiles.read(path)  # what batch_predict ships to actors on nodes without the folder
+    assert sorted(files.files) == ["estimator.skops", "features.json", "meta.json"]
+    np.testing.assert_allclose(files.load().predict_proba(df), fitted.predict_proba(df))
+
+    forest = RandomForestClassifier(n_estimators=2).fit(np.ones((4, 5)), [0, 1, 0, 1])
+    bad = FittedModelFiles({**files.files, SKOPS: sio.dumps(make_pipeline(FunctionTransformer(_double), forest))})
+    with pytest.raises(RegistryError, match="outside scikit-learn/numpy"):
+        bad.load()
+    with pytest.raises(RegistryError, match=r"meta\.json"):
+        FittedModelFiles.read(tmp_path)  # not a model folder: refused where it is read
 
 
 def test_edited_metadata_cannot_widen_trust(tmp_path: Path) -> None:

@@ -1,0 +1,169 @@
+"""A Parquet input cut into parts for batch scoring: planned on the driver, each read and written by one actor.
+
+A part is a run of consecutive row groups of one file. The scoring actor reads its part with pyarrow,
+scores it batch by batch and writes one output file, so a block never crosses the object store and no
+read or write task starts a worker process of its own (on 2 cores those cost more than the scoring:
+see benchmarks/BENCHMARKS.md). Memory per actor stays one batch, whatever the file sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlops_ray.exceptions import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+PARTS_PER_ACTOR = 4  # the last parts even out the actors' finishing times; more parts, more output files
+
+
+@dataclass(frozen=True)
+class Part:
+    """Row groups ``row_groups`` of ``path`` (``rows`` rows): scored into ``part-<index>.parquet``."""
+
+    index: int
+    path: str
+    row_groups: tuple[int, ...]
+    rows: int
+
+
+@dataclass(frozen=True)
+class ParquetInput:
+    """What the driver learnt from the files' footers: no row is read."""
+
+    root: str
+    files: list[str]
+    row_group_rows: list[list[int]]
+    columns: list[str]
+
+    @property
+    def rows(self) -> int:
+        return sum(sum(r) for r in self.row_group_rows)
+
+
+def target_part_rows(total_rows: int, workers: int, batch_size: int) -> int:
+    """About ``PARTS_PER_ACTOR`` parts per actor, never less than one batch."""
+    return max(batch_size, math.ceil(total_rows / max(1, workers * PARTS_PER_ACTOR)), 1)
+
+
+def plan_parts(files: Sequence[str], row_group_rows: Sequence[Sequence[int]], target_rows: int) -> list[Part]:
+    """Consecutive row groups of one file, ``target_rows`` or more each (a file's last part may be smaller).
+
+    Row groups are the smallest unit a Parquet reader can seek to; empty ones are skipped.
+    """
+    parts: list[Part] = []
+    for path, groups in zip(files, row_group_rows, strict=True):
+        run: list[int] = []
+        rows = 0
+        for i, n in enumerate(groups):
+            if n == 0:
+                continue
+            run.append(i)
+            rows += n
+            if rows >= target_rows:
+                parts.append(Part(len(parts), path, tuple(run), rows))
+                run, rows = [], 0
+        if run:
+            parts.append(Part(len(parts), path, tuple(run), rows))
+    return parts
+
+
+def part_file_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def resolve_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path in it): a URI (s3://, gs://, file://) through pyarrow, anything else a local path."""
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (ValueError, OSError) as e:
+            raise DataError(f"cannot open {path!r}: {e}") from e
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def inspect_input(path: str, threads: int = 16) -> ParquetInput:
+    """List the Parquet files under ``path`` (a file or a folder; names starting with ``.`` or ``_`` are
+    skipped) and read their footers: schema and rows per row group."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    fs, root = resolve_filesystem(path)
+    try:
+        dataset = pads.dataset(root, filesystem=fs, format="parquet")
+    except (FileNotFoundError, OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"cannot read Parquet input {path!r}: {e}") from e
+    files = sorted(dataset.files)
+    if not files:
+        raise DataError(f"no Parquet files under {path!r}")
+
+    def footer(file: str) -> list[int]:
+        try:
+            meta = pq.read_metadata(file, filesystem=fs)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{file} is not a readable Parquet file: {e}") from e
+        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+        row_group_rows = list(pool.map(footer, files))
+    return ParquetInput(root=root, files=files, row_group_rows=row_group_rows, columns=list(dataset.schema.names))
+
+
+def score_part(part: Part, score: Callable[[pa.Table], pa.Table], *, columns: Sequence[str], batch_size: int,
+               output_dir: str, input_fs: pafs.FileSystem, output_fs: pafs.FileSystem) -> int:
+    """Read ``part``'s row groups batch by batch, score, write ``part-<index>.parquet``; returns rows written.
+
+    On a local disk the file appears whole or not at all (written under a hidden name, then renamed), so a
+    retried part replaces its own output and a reader never sees half a file. Object stores publish an
+    object only when its upload completes, so there it is written in place.
+    """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    final = f"{output_dir}/{part_file_name(part.index)}"
+    local = isinstance(output_fs, pafs.LocalFileSystem)
+    target = f"{output_dir}/.{part_file_name(part.index)}.{uuid.uuid4().hex[:8]}.tmp" if local else final
+    written = 0
+    writer: pq.ParquetWriter | None = None
+    published = not local
+    try:
+        with input_fs.open_input_file(part.path) as source:
+            reader = pq.ParquetFile(source)
+            missing = [c for c in columns if c not in reader.schema_arrow.names]
+            if missing:
+                raise DataError(f"{part.path} lacks column(s) {missing} (the first file has them); every input "
+                                "file must have the model's input columns")
+            for batch in reader.iter_batches(batch_size=batch_size, row_groups=list(part.row_groups),
+                                             columns=list(columns)):
+                scored = score(pa.Table.from_batches([batch]))
+                if writer is None:
+                    writer = pq.ParquetWriter(target, scored.schema, filesystem=output_fs)
+                writer.write_table(scored)
+                written += scored.num_rows
+        if writer is not None:
+            writer.close()
+            writer = None
+            if local:
+                output_fs.move(target, final)
+        published = True
+    finally:
+        if writer is not None:
+            writer.close()
+        if not published:  # a failed part leaves nothing behind; its retry starts over
+            try:
+                output_fs.delete_file(target)
+            except (FileNotFoundError, OSError):
+                pass
+    return written
