@@ -130,7 +130,7 @@ def batch_predict(
     columns ``model_name``, ``model_version``, ``model_uri``, ``scored_at``, ``batch_run_id``. Ray must be
     connected.
 
-    The input is cut into parts (runs of row groups, about four per actor) and Ray Data hands them to a
+    The input is cut into parts (runs of row groups, about 16 per actor) and Ray Data hands them to a
     pool of ``concurrency`` actors (default: as many as the cluster's CPUs, or GPUs, hold), one part at a
     time: each actor reads its part ``batch_size`` rows at a time, scores and writes
     ``part-<n>.parquet``. Each actor takes ``num_cpus`` (and ``num_gpus``: the model then runs on the GPU

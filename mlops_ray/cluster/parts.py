@@ -1,6 +1,7 @@
 """A Parquet input cut into parts for batch scoring: planned on the driver, each read and written by one actor.
 
-A part is a run of consecutive row groups of one file. The scoring actor reads its part with pyarrow,
+A part is a run of consecutive row groups (of one big file, or of several small ones, in file order).
+The scoring actor reads its part with pyarrow,
 scores it batch by batch and writes one output file, so a block never crosses the object store and no
 read or write task starts a worker process of its own (on 2 cores those cost more than the scoring:
 see benchmarks/BENCHMARKS.md). Memory per actor stays one batch, whatever the file sizes.
@@ -22,17 +23,30 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
 
-PARTS_PER_ACTOR = 4  # the last parts even out the actors' finishing times; more parts, more output files
+# Small parts even out the actors' finishing times (a row group is the smallest unit anyway); each part is
+# one output file, and never fewer rows than a batch.
+PARTS_PER_ACTOR = 16
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Row groups ``row_groups`` of one file (``rows`` rows)."""
+
+    path: str
+    row_groups: tuple[int, ...]
+    rows: int
 
 
 @dataclass(frozen=True)
 class Part:
-    """Row groups ``row_groups`` of ``path`` (``rows`` rows): scored into ``part-<index>.parquet``."""
+    """Segments of one or more files, scored in order into ``part-<index>.parquet``."""
 
     index: int
-    path: str
-    row_groups: tuple[int, ...]
-    rows: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.segments)
 
 
 @dataclass(frozen=True)
@@ -55,24 +69,31 @@ def target_part_rows(total_rows: int, workers: int, batch_size: int) -> int:
 
 
 def plan_parts(files: Sequence[str], row_group_rows: Sequence[Sequence[int]], target_rows: int) -> list[Part]:
-    """Consecutive row groups of one file, ``target_rows`` or more each (a file's last part may be smaller).
+    """Consecutive row groups, in file order, ``target_rows`` or more per part (the last may be smaller).
 
-    Row groups are the smallest unit a Parquet reader can seek to; empty ones are skipped.
+    A row group is the smallest unit a Parquet reader can seek to, so a big one is a part of its own;
+    small files share a part (thousands of tiny input files do not become thousands of output files).
+    Empty row groups are skipped.
     """
     parts: list[Part] = []
+    segments: list[Segment] = []
+    part_rows = 0
     for path, groups in zip(files, row_group_rows, strict=True):
         run: list[int] = []
-        rows = 0
+        run_rows = 0
         for i, n in enumerate(groups):
             if n == 0:
                 continue
             run.append(i)
-            rows += n
-            if rows >= target_rows:
-                parts.append(Part(len(parts), path, tuple(run), rows))
-                run, rows = [], 0
+            run_rows += n
+            if part_rows + run_rows >= target_rows:
+                parts.append(Part(len(parts), (*segments, Segment(path, tuple(run), run_rows))))
+                segments, part_rows, run, run_rows = [], 0, [], 0
         if run:
-            parts.append(Part(len(parts), path, tuple(run), rows))
+            segments.append(Segment(path, tuple(run), run_rows))
+            part_rows += run_rows
+    if segments:
+        parts.append(Part(len(parts), tuple(segments)))
     return parts
 
 
@@ -139,19 +160,22 @@ def score_part(part: Part, score: Callable[[pa.Table], pa.Table], *, columns: Se
     writer: pq.ParquetWriter | None = None
     published = not local
     try:
-        with input_fs.open_input_file(part.path) as source:
-            reader = pq.ParquetFile(source)
-            missing = [c for c in columns if c not in reader.schema_arrow.names]
-            if missing:
-                raise DataError(f"{part.path} lacks column(s) {missing} (the first file has them); every input "
-                                "file must have the model's input columns")
-            for batch in reader.iter_batches(batch_size=batch_size, row_groups=list(part.row_groups),
-                                             columns=list(columns)):
-                scored = score(pa.Table.from_batches([batch]))
-                if writer is None:
-                    writer = pq.ParquetWriter(target, scored.schema, filesystem=output_fs)
-                writer.write_table(scored)
-                written += scored.num_rows
+        for segment in part.segments:
+            with input_fs.open_input_file(segment.path) as source:
+                reader = pq.ParquetFile(source)
+                missing = [c for c in columns if c not in reader.schema_arrow.names]
+                if missing:
+                    raise DataError(f"{segment.path} lacks column(s) {missing} (the first file has them); every "
+                                    "input file must have the model's input columns")
+                for batch in reader.iter_batches(batch_size=batch_size, row_groups=list(segment.row_groups),
+                                                 columns=list(columns)):
+                    scored = score(pa.Table.from_batches([batch]))
+                    if writer is None:
+                        writer = pq.ParquetWriter(target, scored.schema, filesystem=output_fs)
+                    elif scored.schema != writer.schema:
+                        scored = _conform(scored, writer.schema, segment.path)
+                    writer.write_table(scored)
+                    written += scored.num_rows
         if writer is not None:
             writer.close()
             writer = None
@@ -167,3 +191,14 @@ def score_part(part: Part, score: Callable[[pa.Table], pa.Table], *, columns: Se
             except (FileNotFoundError, OSError):
                 pass
     return written
+
+
+def _conform(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
+    """A batch from a file whose passthrough types differ a little (int32 vs int64) from the part's first file."""
+    import pyarrow as pa
+
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as e:
+        raise DataError(f"{path}: its columns do not match the earlier files' ({e}); give every input file "
+                        "the same schema") from e

@@ -11,24 +11,35 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_ray.cluster.parts import Part, inspect_input, plan_parts, score_part, target_part_rows
+from mlops_ray.cluster.parts import Part, Segment, inspect_input, plan_parts, score_part, target_part_rows
 from mlops_ray.exceptions import DataError
 
 
-def test_plan_parts_groups_consecutive_row_groups_per_file() -> None:
-    parts = plan_parts(["a", "b", "c"], [[100, 100, 100, 50], [400], [0, 30]], target_rows=200)
-    assert [(p.path, p.row_groups, p.rows) for p in parts] == [
-        ("a", (0, 1), 200), ("a", (2, 3), 150),  # a file's last part may be short; parts never span files
-        ("b", (0,), 400),  # a row group is never split
-        ("c", (1,), 30),  # empty row groups are skipped
+def _shape(parts: list[Part]) -> list[list[tuple[str, tuple[int, ...], int]]]:
+    return [[(s.path, s.row_groups, s.rows) for s in p.segments] for p in parts]
+
+
+def test_plan_parts_cuts_big_files_at_row_groups() -> None:
+    parts = plan_parts(["a", "b"], [[100, 100, 100, 50], [400, 0, 30]], target_rows=200)
+    assert _shape(parts) == [
+        [("a", (0, 1), 200)],
+        [("a", (2, 3), 150), ("b", (0,), 400)],  # a row group is never split, so a part may run over
+        [("b", (2,), 30)],  # the last part may be short; empty row groups are skipped
     ]
-    assert [p.index for p in parts] == [0, 1, 2, 3]
+    assert [p.index for p in parts] == [0, 1, 2]
     assert sum(p.rows for p in parts) == 100 * 3 + 50 + 400 + 30
+
+
+def test_plan_parts_packs_small_files_together() -> None:
+    files = [f"f{i}" for i in range(1000)]
+    parts = plan_parts(files, [[10]] * 1000, target_rows=2500)
+    assert len(parts) == 4 and [p.rows for p in parts] == [2500, 2500, 2500, 2500]
+    assert [s.path for p in parts for s in p.segments] == files  # every file once, in order
     assert plan_parts(["e"], [[]], 10) == []  # an empty file has nothing to score
 
 
 def test_target_part_rows() -> None:
-    assert target_part_rows(5_000_000, workers=2, batch_size=65_536) == 625_000  # four parts per actor
+    assert target_part_rows(5_000_000, workers=2, batch_size=65_536) == 156_250  # sixteen parts per actor
     assert target_part_rows(1_000, workers=2, batch_size=256) == 256  # never below one batch
     assert target_part_rows(0, workers=4, batch_size=1) == 1
 
@@ -72,7 +83,7 @@ def test_score_part_writes_one_whole_file(tmp_path: Path) -> None:
     fs = pafs.LocalFileSystem()
     out = tmp_path / "out"
     out.mkdir()
-    part = Part(index=7, path=str(tmp_path / "in" / "a.parquet"), row_groups=(1, 2), rows=200)
+    part = Part(index=7, segments=(Segment(str(tmp_path / "in" / "a.parquet"), (1, 2), 200),))
     n = score_part(part, _add_score, columns=["row_id", "x"], batch_size=64, output_dir=str(out),
                    input_fs=fs, output_fs=fs)
     assert n == 200
@@ -97,7 +108,7 @@ def test_a_failing_part_leaves_no_file(tmp_path: Path) -> None:
             raise DataError("bad batch")
         return _add_score(table)
 
-    part = Part(index=0, path=str(tmp_path / "in" / "a.parquet"), row_groups=(0, 1, 2), rows=300)
+    part = Part(index=0, segments=(Segment(str(tmp_path / "in" / "a.parquet"), (0, 1, 2), 300),))
     with pytest.raises(DataError, match="bad batch"):
         score_part(part, fail_on_second, columns=["row_id", "x"], batch_size=100, output_dir=str(out),
                    input_fs=fs, output_fs=fs)
@@ -105,6 +116,26 @@ def test_a_failing_part_leaves_no_file(tmp_path: Path) -> None:
 
     _write(tmp_path / "in2", "b.parquet", df.drop(columns=["x"]), 100)
     with pytest.raises(DataError, match=r"b\.parquet lacks column\(s\) \['x'\]"):
-        score_part(Part(1, str(tmp_path / "in2" / "b.parquet"), (0,), 100), _add_score, columns=["row_id", "x"],
-                   batch_size=100, output_dir=str(out), input_fs=fs, output_fs=fs)
+        score_part(Part(1, (Segment(str(tmp_path / "in2" / "b.parquet"), (0,), 100),)), _add_score,
+                   columns=["row_id", "x"], batch_size=100, output_dir=str(out), input_fs=fs, output_fs=fs)
     assert list(out.iterdir()) == []
+
+
+def test_a_part_spanning_files_conforms_small_type_differences(tmp_path: Path) -> None:
+    a = pd.DataFrame({"row_id": np.arange(5, dtype=np.int64), "x": np.ones(5)})
+    b = pd.DataFrame({"row_id": np.arange(5, 8, dtype=np.int32), "x": np.ones(3)})  # another writer's ints
+    c = pd.DataFrame({"row_id": ["z"], "x": [1.0]})  # not a number at all
+    for name, df in (("a", a), ("b", b), ("c", c)):
+        _write(tmp_path / "in", f"{name}.parquet", df, 100)
+    fs = pafs.LocalFileSystem()
+    out = tmp_path / "out"
+    out.mkdir()
+    seg = {n: Segment(str(tmp_path / "in" / f"{n}.parquet"), (0,), r) for n, r in (("a", 5), ("b", 3), ("c", 1))}
+    n = score_part(Part(0, (seg["a"], seg["b"])), _add_score, columns=["row_id", "x"], batch_size=10,
+                   output_dir=str(out), input_fs=fs, output_fs=fs)
+    got = pd.read_parquet(out / "part-00000.parquet")
+    assert n == 8 and got["row_id"].tolist() == list(range(8)) and str(got["row_id"].dtype) == "int64"
+    with pytest.raises(DataError, match=r"c\.parquet: its columns do not match"):
+        score_part(Part(1, (seg["a"], seg["c"])), _add_score, columns=["row_id", "x"], batch_size=10,
+                   output_dir=str(out), input_fs=fs, output_fs=fs)
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet"]
