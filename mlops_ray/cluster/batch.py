@@ -212,7 +212,7 @@ def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any,
            num_gpus: float) -> BatchPredictResult:
     import ray
 
-    from mlops_ray.cluster.parts import plan_parts, target_part_rows
+    from mlops_ray.cluster.parts import absolute, plan_parts, target_part_rows
 
     res = ray.cluster_resources()
     n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus)
@@ -226,8 +226,11 @@ def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any,
     t0 = time.perf_counter()
     done: list[dict[str, Any]] = []
     if parts:
-        ctor = {"parts": parts, "model": ray.put(shipped), "input_path": input_path, "output_path": output_path,
-                "lineage": lineage, "passthrough": keep, "batch_size": batch_size}
+        # Paths as the driver resolved them: an actor's working directory may differ (another node's copy of
+        # the job's working_dir), and a relative path would land there.
+        ctor = {"parts": parts, "model": ray.put(shipped), "input_path": absolute(input_path),
+                "output_path": absolute(output_path), "lineage": lineage, "passthrough": keep,
+                "batch_size": batch_size}
         # Two parts in flight per actor: the next one is queued while the actor scores (with one, Ray Data's
         # round trip between parts cost 1.7 s of 11 on the benchmark), and a longer queue behind a busy
         # actor would leave the others idle at the end.

@@ -101,6 +101,11 @@ def part_file_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+def absolute(path: str) -> str:
+    """A local path made absolute (against this process's working directory); a URI as it is."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def resolve_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path in it): a URI (s3://, gs://, file://) through pyarrow, anything else a local path."""
     import pyarrow.fs as pafs
@@ -110,7 +115,7 @@ def resolve_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
             return pafs.FileSystem.from_uri(path)
         except (ValueError, OSError) as e:
             raise DataError(f"cannot open {path!r}: {e}") from e
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    return pafs.LocalFileSystem(), absolute(path)
 
 
 def inspect_input(path: str, threads: int = 16) -> ParquetInput:
