@@ -128,7 +128,9 @@ def inspect_input(path: str, threads: int = 16) -> ParquetInput:
     fs, root = resolve_filesystem(path)
     try:
         dataset = pads.dataset(root, filesystem=fs, format="parquet")
-    except (FileNotFoundError, OSError, pa.ArrowInvalid) as e:
+    except FileNotFoundError as e:
+        raise DataError(f"no such file or folder: {path!r} ({root})") from e
+    except (OSError, pa.ArrowInvalid) as e:
         raise DataError(f"cannot read Parquet input {path!r}: {e}") from e
     files = sorted(dataset.files)
     if not files:
