@@ -135,6 +135,8 @@ class FittedModelFiles:
         tmp = Path(tempfile.mkdtemp(prefix="mlops_ray_model_"))
         try:
             for name, data in self.files.items():
+                if Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise RegistryError(f"model file name {name!r} points outside the model folder; refused")
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / name).write_bytes(data)
             return load_fitted_model_dir(tmp)

@@ -92,6 +92,8 @@ def test_model_files_as_bytes_load_with_the_same_checks(tmp_path: Path) -> None:
         bad.load()
     with pytest.raises(RegistryError, match=r"meta\.json"):
         FittedModelFiles.read(tmp_path)  # not a model folder: refused where it is read
+    with pytest.raises(RegistryError, match="outside the model folder"):
+        FittedModelFiles({**files.files, "../../evil.py": b"x"}).load()
 
 
 def test_edited_metadata_cannot_widen_trust(tmp_path: Path) -> None:
