@@ -61,6 +61,9 @@ class PreparedData:
     report: DataReport
     reference: dict[str, Any]  # per-feature reference profile of the training data (monitor/)
     output_dir: Path | None = None
+    # Content hash (``_row_hash``) of each holdout row, in holdout order: the registry works out which of
+    # these rows an earlier model, split with another seed or fraction, was trained on.
+    holdout_hashes: np.ndarray | None = None
 
     @property
     def task(self) -> str:

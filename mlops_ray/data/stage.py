@@ -326,6 +326,7 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
     folds = assign_folds(h, cfg.data.split.folds, cfg.seed, strata)
     holdout = _read_folder(out_dir / "holdout")
     raw = _read_folder(out_dir / "holdout_raw")
+    hashes = np.zeros(0, dtype=np.uint64)
     if holdout is None or raw is None:
         x_hold, y_hold, frame = np.zeros((0, len(names))), np.zeros(0), pd.DataFrame(columns=features.input_columns)
     else:
@@ -335,8 +336,9 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
             np.zeros((holdout.num_rows, 0))
         y_hold = _labels(holdout, features.target, features.classes)
         frame = raw.select(inputs).to_pandas()
+        hashes = holdout.column(blocks.ROW_HASH).to_numpy()
     return PreparedData(features, x_train, y_train, folds, x_hold, y_hold, frame, sample, report.fingerprint,
-                        report, reference, out_dir)
+                        report, reference, out_dir, holdout_hashes=hashes)
 
 
 # ------------------------------------------------------------------------------------------- report

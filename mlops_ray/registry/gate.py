@@ -61,6 +61,11 @@ class Predictions:
         if len(self.y_true) == 0:
             raise RegistryError("the holdout is empty: the gate needs at least one row to compare models on")
 
+    def subset(self, mask: np.ndarray) -> Predictions:
+        """The same predictions on the rows where ``mask`` is true."""
+        return Predictions(self.task, self.y_true[mask], self.pred[mask],
+                           None if self.proba is None else self.proba[mask])
+
 
 # ---------------------------------------------------------------------------------------- metrics
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlops_ray.exceptions import GateRejected, RegistryError
 from mlops_ray.registry import gate as gate_mod
 from mlops_ray.registry.artifacts import load_fitted_model_dir, save_fitted_model
@@ -76,6 +78,9 @@ def lineage_tags(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> di
         "search_run_id": str(result.parent_run_id),
         "ray_job_id": ray_job_id() or "none",
         "pipeline": cfg.name,
+        # The split this version's holdout came from: a later gate scores it only on rows it never saw.
+        "split_seed": str(cfg.seed),
+        "holdout_fraction": repr(float(cfg.data.split.holdout_fraction)),
         "kind": result.model.kind,
         "task": result.model.task,
         "metric": str(result.metric),
@@ -94,9 +99,32 @@ def _score_champion(runtime: Runtime, name: str, version: str, prepared: Prepare
                             prepared.features.classes)
 
 
+MIN_UNSEEN_ROWS = 30  # below this, a comparison on the rows the champion never saw is noise
+
+
+def unseen_by_champion(cfg: PipelineConfig, prepared: PreparedData, champion_tags: dict[str, str]) -> Any:
+    """Which holdout rows the champion never trained on: a boolean mask, or None when that is all of them.
+
+    The split is a seeded function of each row's content hash, so the champion's own split (its
+    ``split_seed`` and ``holdout_fraction`` tags) tells which of today's holdout rows were in its training
+    split. Rows it never saw at all (new data) but that its split would have trained on are left out too:
+    the comparison errs towards fewer rows, never towards rows one model memorised.
+    """
+    from mlops_ray.data.hashing import holdout_mask
+
+    seed, frac = champion_tags.get(TAG + "split_seed"), champion_tags.get(TAG + "holdout_fraction")
+    if seed is None or frac is None:  # registered before these tags existed: its split is unknown
+        return None
+    if int(seed) == cfg.seed and float(frac) == float(cfg.data.split.holdout_fraction):
+        return None
+    if prepared.holdout_hashes is None or len(prepared.holdout_hashes) != len(prepared.y_holdout):
+        raise RegistryError("the prepared data has no row hashes for its holdout: rerun the data step")
+    return holdout_mask(np.asarray(prepared.holdout_hashes, dtype=np.uint64), int(seed), float(frac))
+
+
 def run_gate(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: PreparedData,
              champion_version: str | None, packaged: Any = None) -> gate_mod.GateDecision:
-    """Score the packaged challenger and the champion on the same holdout rows.
+    """Score the packaged challenger and the champion on the same holdout rows, none of which either trained on.
 
     ``packaged`` is the challenger after a save/load round trip (exactly what will be served); made here if None.
     """
@@ -108,18 +136,40 @@ def run_gate(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: Prepa
                                   prepared.features.classes)
     kwargs: dict[str, Any] = dict(thresholds=g.thresholds, margin=g.margin, confidence=g.confidence,
                                   n_bootstrap=g.n_bootstrap, seed=cfg.seed if g.seed is None else g.seed)
-    champion = None
-    if champion_version is not None:
-        try:
-            champion = _score_champion(runtime, cfg.model_name, champion_version, prepared)
-        except RegistryError as e:
-            # Without a comparison the gate cannot support a promotion: record why and reject.
-            d = gate_mod.decide(result.metric, challenger, None, **kwargs)
-            d.accepted, d.champion_version = False, champion_version
-            d.reason = (f"the champion v{champion_version} could not be scored on this holdout ({e}); "
-                        f"not promoted; promote by hand if intended: mlops-ray promote {cfg.model_name} VERSION")
-            return d
-    return gate_mod.decide(result.metric, challenger, champion, champion_version=champion_version, **kwargs)
+    if champion_version is None:
+        return gate_mod.decide(result.metric, challenger, None, **kwargs)
+
+    def refuse(why: str) -> gate_mod.GateDecision:
+        # Without a fair comparison the gate cannot support a promotion: record why and reject.
+        d = gate_mod.decide(result.metric, challenger, None, **kwargs)
+        d.accepted, d.champion_version = False, champion_version
+        d.reason = (f"{why}; not promoted; promote by hand if intended: "
+                    f"mlops-ray promote {cfg.model_name} VERSION")
+        return d
+
+    try:
+        from mlops_ray.registry.store import resolve_version
+
+        tags = resolve_version(runtime, cfg.model_name, version=champion_version).tags
+        champion = _score_champion(runtime, cfg.model_name, champion_version, prepared)
+    except RegistryError as e:
+        return refuse(f"the champion v{champion_version} could not be scored on this holdout ({e})")
+    try:
+        unseen = unseen_by_champion(cfg, prepared, tags)
+    except RegistryError as e:
+        return refuse(f"cannot tell which holdout rows the champion v{champion_version} trained on ({e})")
+    if unseen is None:
+        return gate_mod.decide(result.metric, challenger, champion, champion_version=champion_version, **kwargs)
+    n = int(unseen.sum())
+    split = f"split seed {tags[TAG + 'split_seed']}, holdout fraction {tags[TAG + 'holdout_fraction']}"
+    if n < MIN_UNSEEN_ROWS:
+        return refuse(f"the champion v{champion_version} was trained with another split ({split}): only {n} of "
+                      f"the {len(unseen)} holdout rows are new to it (fewer than {MIN_UNSEEN_ROWS})")
+    d = gate_mod.decide(result.metric, challenger.subset(unseen), champion.subset(unseen),
+                        champion_version=champion_version, **kwargs)
+    d.reason += (f" (compared on the {n} of {len(unseen)} holdout rows that neither model trained on: "
+                 f"v{champion_version} came from another split, {split})")
+    return d
 
 
 def _target_aliases(decision: gate_mod.GateDecision, version: str, current: dict[str, str]) -> dict[str, str | None]:

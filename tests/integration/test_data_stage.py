@@ -57,6 +57,12 @@ def test_bundled_breast_cancer(ray_session: str, runtime: Runtime) -> None:
     # The very same features reproduce the stored holdout matrix from the raw holdout rows.
     assert np.allclose(p.features.transform(p.holdout_frame), p.X_holdout)
     assert list(p.holdout_frame.columns) == p.features.input_columns  # inputs only: the label is y_holdout
+    # Each holdout row's content hash, in holdout order: it is in the holdout under this seed, and the gate
+    # asks which of these rows another split trained on.
+    from mlops_ray.data.hashing import holdout_mask
+
+    assert p.holdout_hashes is not None and len(p.holdout_hashes) == r.rows_holdout
+    assert holdout_mask(p.holdout_hashes, cfg.seed, cfg.data.split.holdout_fraction).all()
     assert list(p.train_frame_sample.columns) == p.features.input_columns and len(p.train_frame_sample) == 5
     out = Path(r.output_dir)
     for name in ("features.json", "reference.json", "report.json", "rejects.parquet"):

@@ -200,3 +200,39 @@ def test_search_run_must_exist(setup) -> None:
     with pytest.raises(RegistryError, match="registering regtest failed"):
         register_model(cfg, runtime, search, prepared)
     assert MlflowClient(runtime.tracking_uri).search_registered_models() == []
+
+
+def test_gate_compares_only_on_rows_the_champion_never_trained_on(setup) -> None:
+    """A champion registered with another split seed trained on some of today's holdout rows: those rows
+    would flatter it. The gate compares both models on the rows new to both, and says so."""
+    from mlops_ray.data.hashing import holdout_mask
+
+    runtime, train, prepared = setup
+    rng = np.random.default_rng(0)
+    prepared.holdout_hashes = rng.integers(0, 2**63, size=len(prepared.y_holdout), dtype=np.uint64)
+    strong = fit_model(train, LogisticRegression(), prepared.features)
+    first = register_model(_cfg(), runtime, _search(runtime, _cfg(), strong), prepared)
+    assert first.accepted
+    assert resolve_version(runtime, "regtest").tags["mlops_ray.split_seed"] == "0"
+
+    def cfg_with(seed: int, fraction: float):
+        return parse_config({"name": "regtest", "seed": seed, "data": {"source": {"bundled": "iris"}, "target": "label",
+                                                                       "split": {"holdout_fraction": fraction}},
+                             "registry": {"gate": {"n_bootstrap": 300}}})
+
+    cfg = cfg_with(7, 0.5)
+    new_to_v1 = holdout_mask(prepared.holdout_hashes, 0, 0.2)  # v1's split: seed 0, fraction 0.2
+    again = register_model(cfg, runtime, _search(runtime, cfg, strong), prepared)
+    n = int(new_to_v1.sum())
+    assert 30 <= n < len(new_to_v1)
+    assert f"compared on the {n} of {len(new_to_v1)} holdout rows that neither model trained on" in \
+        again.decision.reason
+    assert again.decision.bootstrap.n_rows == n
+
+    # Too few rows new to the champion: no comparison, no promotion, and the reason says why.
+    prepared.holdout_hashes = np.full(len(prepared.y_holdout), np.uint64(1), dtype=np.uint64)
+    if holdout_mask(prepared.holdout_hashes, 0, 0.2).all():  # hash 1 falls in v1's holdout: pick one that does not
+        prepared.holdout_hashes[:] = next(h for h in range(2, 1000)
+                                          if not holdout_mask(np.array([h], np.uint64), 0, 0.2)[0])
+    few = register_model(cfg, runtime, _search(runtime, cfg, strong), prepared)
+    assert not few.accepted and "only 0 of the" in few.decision.reason and "another split" in few.decision.reason

@@ -187,3 +187,24 @@ def test_vectorised_binary_auc_matches_the_loop() -> None:
     bs = paired_bootstrap("roc_auc", a, b, n_bootstrap=300, seed=0)
     assert bs.delta == pytest.approx(metric_value("roc_auc", a) - metric_value("roc_auc", b))
     assert bs.ci_low > 0 and bs.n_bootstrap == 300
+
+
+def test_rows_new_to_the_champion_follow_its_split() -> None:
+    from mlops_ray.config import parse_config
+    from mlops_ray.data.hashing import holdout_mask
+    from mlops_ray.registry.register import unseen_by_champion
+    from tests._registry_support import fit_features, make_frame, make_prepared
+
+    df = make_frame(300, seed=2)
+    prepared = make_prepared(df.iloc[:200], df.iloc[200:], fit_features(df.iloc[:200]))
+    prepared.holdout_hashes = np.arange(1, 101, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    cfg = parse_config({"name": "g", "seed": 3, "data": {"source": {"bundled": "iris"}, "target": "label"}})
+    tags = {"mlops_ray.split_seed": "3", "mlops_ray.holdout_fraction": "0.2"}
+    assert unseen_by_champion(cfg, prepared, tags) is None  # same split: every holdout row is new to it
+    assert unseen_by_champion(cfg, prepared, {}) is None  # registered before the tags: split unknown
+    other = unseen_by_champion(cfg, prepared, {**tags, "mlops_ray.split_seed": "4"})
+    np.testing.assert_array_equal(other, holdout_mask(prepared.holdout_hashes, 4, 0.2))
+    assert 0 < other.sum() < len(other)
+    prepared.holdout_hashes = None
+    with pytest.raises(RegistryError, match="no row hashes"):
+        unseen_by_champion(cfg, prepared, {**tags, "mlops_ray.holdout_fraction": "0.3"})
