@@ -120,7 +120,13 @@ def _predict(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import ServeError
     from mlops_ray.serve import predict
 
-    text = Path(args.rows[1:]).read_text() if args.rows.startswith("@") else args.rows
+    if args.rows.startswith("@"):
+        try:
+            text = Path(args.rows[1:]).read_text()
+        except OSError as e:
+            raise ServeError(f"--json {args.rows}: cannot read {args.rows[1:]!r} ({e.strerror or e})") from e
+    else:
+        text = args.rows
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as e:

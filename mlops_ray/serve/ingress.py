@@ -26,7 +26,7 @@ from mlops_ray.serve.metrics import CONTENT_TYPE, ServeMetrics
 from mlops_ray.serve.model_server import DEPLOYMENT_NAME
 from mlops_ray.serve.rollout import Decision, Rollout
 from mlops_ray.serve.state import ModelEntry, VersionInfo
-from mlops_ray.serve.validation import RequestError, parse_json
+from mlops_ray.serve.validation import RequestError, check_labels, parse_json
 
 logger = logging.getLogger("ray.serve")
 INGRESS_NAME = "Ingress"
@@ -348,6 +348,10 @@ class Ingress:
             if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
                 raise RequestError(422, "expected {'request_ids': [...], 'labels': [...]} of equal length",
                                    "request_ids")
+            metas = [v.meta for v in entry.versions.values() if getattr(v, "meta", None)]
+            if metas:  # every served version of a name has the same task; classes may differ: any counts
+                classes = sorted({str(c) for m in metas for c in (m.get("classes") or [])}) or None
+                check_labels(labels, metas[0]["task"], classes)
             seen = {str(i) for i, lab in zip(ids, labels, strict=True) if entry.feedback(str(i), lab)}
             unknown = [str(i) for i in ids if str(i) not in seen]
             if self.settings.get("monitor_dir"):

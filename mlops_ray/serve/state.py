@@ -70,7 +70,9 @@ class ModelEntry:
         if hit is None:
             return False
         version, pred = hit
-        self.window(version).record_feedback(str(pred) == str(label))
+        from mlops_ray.monitor.logger import label_str  # 1, 1.0 and "1" are the same label, as in the monitor
+
+        self.window(version).record_feedback(label_str(pred) == label_str(label))
         return True
 
     def deploy(self, info: VersionInfo, now: float, canary_pct: float | None, steps: list[float] | None) -> Decision:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,11 @@ def _check_value(v: Any, col: str, kind: str, nullable: bool, row: int) -> Any:
                     return math.nan
                 raise RequestError(422, f"feature {col!r} (row {row}) is null; this model needs a value", col)
             raise RequestError(422, f"feature {col!r} (row {row}) must be a number, got {v!r}", col)
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # a JSON integer beyond float64: bad input, not a server fault
+            raise RequestError(422, f"feature {col!r} (row {row}) is an integer too large for a 64-bit float",
+                               col) from None
         if not math.isfinite(v):
             if math.isnan(v) and nullable:
                 return v
@@ -171,3 +176,27 @@ def validate_columnar(data: Any, schema: InputSchema, max_rows: int) -> Columns:
 
 def n_rows(cols: Columns) -> int:
     return len(next(iter(cols.values()))) if cols else 0
+
+
+def check_labels(labels: list[Any], task: str, classes: Sequence[Any] | None) -> None:
+    """Feedback labels must be something the model could have predicted: one of its classes, or a number."""
+    for i, lab in enumerate(labels):
+        if lab is None:
+            raise RequestError(422, f"label {i} is null; send the true label of each request", "labels")
+        if task == "classification" and classes is not None:
+            from mlops_ray.monitor.logger import label_str  # the monitor's join compares labels this way
+
+            if isinstance(lab, dict | list) or label_str(lab) not in {label_str(c) for c in classes}:
+                raise RequestError(422, f"label {i} ({lab!r}) is not one of the model's classes {list(classes)}",
+                                   "labels")
+        elif task != "classification" and not _finite_number(lab):
+            raise RequestError(422, f"label {i} ({lab!r}) must be a finite number for a regression model", "labels")
+
+
+def _finite_number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False

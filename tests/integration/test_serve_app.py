@@ -173,6 +173,11 @@ def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
     assert fb.status_code == 200 and fb.json()["matched_recent"] == 1
     assert fb.json()["unknown_ids"] == ["never-sent"]  # reported back, not silently ignored
     assert list(Path(app.rt.monitor_dir).rglob("*.parquet"))  # monitor's feedback store got it
+    # A label the model cannot predict would count as a wrong answer and could trigger a retrain: refused.
+    bad = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": ["seven"]})
+    assert bad.status_code == 422 and "not one of the model's classes" in bad.json()["error"]
+    huge = post(app, f"/v1/models/{MODEL}/predict", {"rows": [{**rows(1)[0], "x1": 10 ** 400}]})
+    assert huge.status_code == 422 and "too large" in huge.json()["error"]  # bad input is never a 5xx
 
 
 def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
