@@ -392,6 +392,8 @@ def parse_config(data: dict[str, Any], source: str | None = None) -> PipelineCon
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Load and validate a YAML pipeline spec; ``overrides`` are dotted keys, e.g. {"tune.num_samples": 2}."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; pass a YAML file such as examples/breast_cancer.yaml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}; pass a YAML file such as examples/breast_cancer.yaml")
     try:

@@ -57,6 +57,8 @@ def _monitor(args: argparse.Namespace) -> int:
 
     cfg, rt = _load(args)
     every = args.every
+    if every is not None and every <= 0 and every != -1.0:  # -1: --every given without SECONDS
+        raise ConfigError(f"--every SECONDS must be positive, got {every:g}")
     if every is not None and every < 0:
         every = cfg.monitor.schedule_s if cfg is not None else None
         if every is None:

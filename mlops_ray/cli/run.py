@@ -43,10 +43,18 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mlops_ray.exceptions import ConfigError
     from mlops_ray.pipeline import run_pipeline
 
+    if args.canary is not None and not 0 < args.canary <= 100:
+        raise ConfigError(f"--canary must be a traffic share in (0, 100], got {args.canary:g}")
+    steps = None
+    if args.steps is not None:
+        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+        if not steps:  # an empty --steps "" must not mean "everything, deploy included"
+            raise ConfigError("--steps is empty; name one or more of data,tune,register,deploy, or leave it out "
+                              "for the config's steps")
     cfg, rt = load(args)
-    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,
                           resume=args.resume)
     print(f"\npipeline {cfg.name}: steps {', '.join(result.steps)} finished; outputs under {rt.workdir}")

@@ -46,7 +46,7 @@ def format_deployment(dep: Any) -> str:
     traffic = ", ".join(f"v{v}: {p:g}%" for v, p in dep.status["traffic"].items())
     lines = [f"serving {dep.model} v{dep.version} at {dep.url} ({d['action']}: {d['reason']})",
              f"traffic: {traffic}",
-             f"try: curl -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' "
+             f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
              f"-d '{{\"rows\": [...]}}' {dep.url}/v1/models/{dep.model}/predict"]
     if dep.token:
         lines.append(f"token (printed once; stored 0600 under the serve folder): {dep.token}")

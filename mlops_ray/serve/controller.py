@@ -139,18 +139,22 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
 
     t0 = time.perf_counter()
     name = model or cfg.model_name
-    runtime.serve_dir.mkdir(parents=True, exist_ok=True)
-    connect(runtime, start_head=True, fast_mode=fast_mode)
+    if canary_pct is not None and not 0 < canary_pct <= 100:
+        raise ServeError(f"the canary's traffic share must be in (0, 100], got {canary_pct:g}")
+    # Everything that can be checked without Ray first: a typo must not leave a head running.
     if source is None:
         source, version = resolve_source(runtime, name, version, alias)
     elif version is None:
         raise ServeError("deploying from a folder or an object needs a version label: pass version=...")
+    runtime.serve_dir.mkdir(parents=True, exist_ok=True)
+    connect(runtime, start_head=True, fast_mode=fast_mode)
     label = source if isinstance(source, str) else f"<{type(source).__name__}>"
     a = cfg.serve.auth
     tokens = load_or_create_tokens(runtime.serve_dir, enabled=a.enabled, token_env=a.token_env,
                                    admin_token_env=a.admin_token_env, env=env)
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     apps = _apps()
+    _check_same_endpoint(cfg, runtime, apps)
+    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     vapp = version_app_name(cfg.serve.app_name, name, str(version))
     if vapp not in apps:
         try:
@@ -184,6 +188,22 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                       token_source=tokens.source, seconds=time.perf_counter() - t0)
 
 
+def _check_same_endpoint(cfg: PipelineConfig, runtime: Runtime, apps: dict[str, Any]) -> None:
+    """Serve keeps the host and port it started with, and one ingress owns the route "/": a deploy asking
+    for another port or application name would fail half-way or record a URL nothing answers."""
+    path = runtime.serve_dir / ENDPOINT_FILE
+    if not path.is_file():
+        return
+    current = json.loads(path.read_text())
+    if current.get("app_name") not in apps:
+        return
+    serving, wanted = current.get("url"), endpoint_url(cfg)
+    if serving != wanted or current["app_name"] != cfg.serve.app_name:
+        raise ServeError(f"this Serve head already serves application {current['app_name']!r} at {serving}; "
+                         f"this deploy asks for {cfg.serve.app_name!r} at {wanted}, and Serve cannot move it: "
+                         "deploy with the same serve.app_name/host/port, or stop it first (mlops-ray shutdown)")
+
+
 def _app_message(app: str) -> str | None:
     """The last lines of the error Serve recorded for an application's deployment."""
     status = _apps().get(app)
@@ -198,8 +218,15 @@ def _logging(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _cause(e: BaseException) -> str:
-    text = str(e)
-    return text.strip().splitlines()[-1] if text.strip() else type(e).__name__
+    """The message a user should read: our own error's text, without Ray's wrapping or module paths."""
+    from mlops_ray.exceptions import MlopsRayError
+
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, MlopsRayError):
+        return str(cause)
+    text = str(e).strip()
+    last = text.splitlines()[-1] if text else type(e).__name__
+    return re.sub(r"^mlops_ray(\.\w+)+: ", "", last)
 
 
 def _app_name(runtime: Runtime, app_name: str | None) -> str:

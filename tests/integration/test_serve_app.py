@@ -55,6 +55,22 @@ def test_first_deploy_prints_token_once_and_stores_it_0600(app: SimpleNamespace)
     assert (app.rt.serve_dir / "tokens.json").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_deploy_asking_for_another_port_is_refused(app: SimpleNamespace, tmp_path: Path) -> None:
+    """Serve keeps the port it started with: recording the new one would point status/predict at nothing."""
+    from mlops_ray.exceptions import ServeError
+    from mlops_ray.registry import save_fitted_model
+    from mlops_ray.serve import deploy
+
+    other = make_config(PORT + 1, str(app.rt.workdir), app_name=app.cfg.serve.app_name)
+    folder = save_fitted_model(make_model(0), tmp_path / "model-v9")
+    with pytest.raises(ServeError, match=f"already serves application .* at {app.url}"):
+        deploy(other, app.rt, model=MODEL, version="9", source=str(folder))
+    renamed = make_config(PORT, str(app.rt.workdir), app_name="another-name")
+    with pytest.raises(ServeError, match="Serve cannot move it"):  # one ingress owns "/": refused up front
+        deploy(renamed, app.rt, model=MODEL, version="9", source=str(folder))
+    assert json.loads((app.rt.serve_dir / "endpoint.json").read_text())["url"] == app.url
+
+
 def test_v1_predict_returns_predictions_probabilities_and_ids(app: SimpleNamespace) -> None:
     r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(3)})
     assert r.status_code == 200, r.text

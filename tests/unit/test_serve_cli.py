@@ -32,6 +32,36 @@ def test_predict_rejects_bad_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--json is not valid JSON" in capsys.readouterr().err
 
 
+def test_predict_json_file_that_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "iris", "--workdir", str(tmp_path), "--json", f"@{tmp_path / 'nofile.json'}"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "nofile.json" in err and "Traceback" not in err
+
+
+def test_deploy_checks_the_model_before_starting_any_head(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in the model name is an error before Ray starts (unit tests make ray.init fail: it is not called)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["deploy", "nosuch", "--workdir", str(tmp_path)]) == 1
+    assert "no registered model named 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "serve" / HEAD_FILE).exists()
+    assert main(["deploy", "nosuch", "--workdir", str(tmp_path), "--canary", "150"]) == 1
+    assert "(0, 100]" in capsys.readouterr().err
+
+
+def test_run_refuses_an_empty_steps_list_and_a_bad_canary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\ndata: {source: {bundled: iris}, target: target}\n")
+    assert main(["run", str(cfg), "--workdir", str(tmp_path), "--steps", ""]) == 1  # not "every step, deploy too"
+    assert "--steps is empty" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--workdir", str(tmp_path), "--canary", "150"]) == 1
+    assert "--canary must be a traffic share in (0, 100]" in capsys.readouterr().err
+    assert main(["data", str(tmp_path), "--workdir", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["monitor", "iris", "--workdir", str(tmp_path), "--every", "-5", "--count", "1"]) == 1
+    assert "--every SECONDS must be positive" in capsys.readouterr().err
+
+
 def test_status_without_any_head_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster named: only this workdir's head counts
