@@ -62,9 +62,10 @@ def run_pipeline(
     if "deploy" in todo and not runtime.ray_address:
         # The Serve application must outlive this process: run the whole pipeline on this working
         # directory's detached local head (started on first use), not on a Ray that exits with us.
-        from mlops_ray.serve.controller import connect
+        from mlops_ray.serve.controller import connect, require_free_cpu
 
         connect(runtime, start_head=True)
+        require_free_cpu()
     connect_ray(runtime)
     configure_mlflow(runtime)
 

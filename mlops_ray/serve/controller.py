@@ -70,6 +70,21 @@ def connect(runtime: Runtime, *, start_head: bool, fast_mode: bool = True) -> No
     ray.init(address=address, log_to_driver=False)
 
 
+def require_free_cpu() -> None:
+    """Refuse to run the data and tune steps on a local head whose CPUs Serve replicas hold: their Ray tasks
+    would wait for a CPU forever, silently (a local head does not grow; a cluster's autoscaler might)."""
+    import ray
+
+    free = ray.available_resources().get("CPU", 0.0)
+    if free >= 1.0:
+        return
+    total = ray.cluster_resources().get("CPU", 0.0)
+    apps = ", ".join(sorted(_apps())) or "none"
+    raise ServeError(f"the local Ray head has {free:g} of {total:g} CPUs free (held by the Serve applications: "
+                     f"{apps}); the data and tune steps need at least 1. See `mlops-ray status`; stop versions "
+                     "you do not need (`mlops-ray rollback`, `mlops-ray shutdown`), or lower serve.replica_cpus")
+
+
 def _match_head_auth() -> None:
     """Use token auth when a token exists, as `ray start` decided for the head (a driver does not by itself)."""
     try:
