@@ -38,10 +38,24 @@ def _runtime(args: argparse.Namespace) -> Any:
     return resolve_runtime(None, workdir=args.workdir, tracking_uri=args.tracking_uri)
 
 
+def _missing_store(rt: Any) -> str | None:
+    """The SQLite file of a store that does not exist yet: reading must not create it (MLflow would)."""
+    from pathlib import Path
+
+    prefix = "sqlite:///"
+    if rt.tracking_uri.startswith(prefix) and not Path(rt.tracking_uri[len(prefix):]).is_file():
+        return rt.tracking_uri[len(prefix):]
+    return None
+
+
 def _promote(args: argparse.Namespace) -> int:
+    from mlops_ray.exceptions import RegistryError
     from mlops_ray.registry import promote
 
-    moves = promote(_runtime(args), args.name, args.version, reason=args.reason, actor=args.actor)
+    rt = _runtime(args)
+    if (missing := _missing_store(rt)) is not None:
+        raise RegistryError(f"no MLflow store at {missing}: nothing to promote; check --workdir or --tracking-uri")
+    moves = promote(rt, args.name, args.version, reason=args.reason, actor=args.actor)
     if not moves:
         print(f"{args.name} v{args.version} is already the champion; nothing moved")
     for m in moves:
@@ -56,6 +70,18 @@ def _models(args: argparse.Namespace) -> int:
     from mlops_ray.registry.store import alias_history, client
 
     rt = _runtime(args)
+    missing = _missing_store(rt)
+    if missing is not None:
+        if args.name is not None:
+            from mlops_ray.exceptions import RegistryError
+
+            raise RegistryError(f"no MLflow store at {missing}: nothing is registered there yet; check --workdir "
+                                "or --tracking-uri")
+        if args.json:
+            print_json([])
+        else:
+            print(f"no registered models: no MLflow store at {missing} yet")
+        return 0
     if args.name is None:
         models = list_models(rt)
         if args.json:

@@ -126,7 +126,8 @@ class Rollout:
             return self._rollback_canary(now, "manual_rollback", reason, {})
         if self.previous is None:
             raise ServeError(
-                f"model {self.model!r}: nothing to roll back to (only version {self.stable} was ever served here)"
+                f"model {self.model!r}: nothing to roll back to: version {self.stable} serves and no earlier stable "
+                "version is kept warm (a canary that was rolled back is not); deploy the version you want"
             )
         self.stable, self.previous = self.previous, self.stable
         return self._record(now, "manual_rollback", self.stable, f"{reason}: traffic back to version "

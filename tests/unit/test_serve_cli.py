@@ -62,6 +62,16 @@ def test_run_refuses_an_empty_steps_list_and_a_bad_canary(tmp_path: Path, capsys
     assert "--every SECONDS must be positive" in capsys.readouterr().err
 
 
+def test_registry_commands_do_not_create_a_store_by_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wd = tmp_path / "empty"
+    assert main(["models", "--workdir", str(wd)]) == 0
+    assert "no MLflow store at" in capsys.readouterr().out
+    assert main(["models", "iris", "--workdir", str(wd)]) == 1
+    assert main(["promote", "iris", "1", "--workdir", str(wd)]) == 1
+    assert "nothing to promote" in capsys.readouterr().err
+    assert not wd.exists()  # MLflow would have created mlflow.db (and the folder) on first contact
+
+
 def test_status_without_any_head_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster named: only this workdir's head counts
