@@ -85,7 +85,7 @@ def _chunk(rng: np.random.Generator, n: int, summary: GenerateSummary, malformed
 
     # Malformed rows: one fault each, chosen after the rest so that the counts are exact.
     bad = np.nonzero(rng.random(n) < (MALFORMED_RATE if malformed else 0.0))[0]
-    kinds = rng.integers(0, len(FAULTS), bad.size)
+    kinds = rng.permutation(np.arange(bad.size) % len(FAULTS))  # equal shares exactly (small tables too)
     counts = Counter(FAULTS[k] for k in kinds)
     for reason, c in counts.items():
         summary.faults[reason] = summary.faults.get(reason, 0) + c

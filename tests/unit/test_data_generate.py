@@ -29,6 +29,7 @@ def test_deterministic_and_has_signal(tmp_path: Path) -> None:
     a = generate_table(tmp_path / "a.parquet", 4000, seed=5)
     b = generate_table(tmp_path / "b.parquet", 4000, seed=5)
     assert a.faults == b.faults
+    assert len(a.faults) == 4 and max(a.faults.values()) - min(a.faults.values()) <= 1  # equal shares, exactly
     da, db = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     pd.testing.assert_frame_equal(da, db)
     d = da.dropna(subset=["num_0", TARGET])
