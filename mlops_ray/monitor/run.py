@@ -270,6 +270,9 @@ def run_monitor(
             f"prediction log of {name} v{version} is empty ({folder / ('v' + version)} has no files); "
             f"versions with logs: {', '.join(logged_versions(folder))}. Pass --version, or wait for traffic"
         )
+    if all_versions:
+        notes.insert(0, f"logs of every version scanned ({', '.join('v' + v for v in logged_versions(folder))}); "
+                        f"the reference and the holdout baseline are v{version}'s")
     profile, source = resolve_reference(runtime, name, version, mv, reference)
     notes.append(f"reference profile: {source}")
     check_log_schema(files, profile.column_names)

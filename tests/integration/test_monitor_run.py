@@ -149,3 +149,12 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert capsys.readouterr().err.count("no prediction logs") == 2
     assert main([*base, "--every", "0.1", "--count", "2", "--fail-on-retrain"]) == 3
     assert capsys.readouterr().out.count("decision: RETRAIN") == 2
+
+
+def test_all_versions_says_whose_logs_it_scanned(ray_session: str, runtime: Runtime, reference: object) -> None:
+    _log(runtime, _frame(np.random.default_rng(7), 150), version=1, name="multi")
+    _log(runtime, _frame(np.random.default_rng(8), 150), version=3, name="multi")
+    rep = run_monitor(_cfg("multi"), runtime, "multi", 3, reference=reference, all_versions=True,
+                      write_report=False)
+    assert rep.n_rows == 300 and rep.n_files >= 2
+    assert rep.notes[0].startswith("logs of every version scanned (v1, v3)") and "v3's" in rep.notes[0]
