@@ -30,6 +30,10 @@ class TuneError(MlopsRayError):
     """The search could not be set up or did not produce a usable result."""
 
 
+class SearchInterrupted(TuneError):
+    """The search was stopped before it finished (Ctrl-C); its state is saved for ``--resume``."""
+
+
 class SearchSpaceError(TuneError):
     """A search space in the config is malformed: the message names the parameter."""
 

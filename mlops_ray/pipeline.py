@@ -40,6 +40,23 @@ def _order(steps: Sequence[str]) -> list[str]:
     return [s for s in STEPS if s in steps]
 
 
+def connect_for_steps(runtime: Runtime, steps: Sequence[str]) -> None:
+    """Join the Ray the steps need; a no-op when connected.
+
+    With a deploy step and no cluster address, the Serve application must outlive this process: the whole
+    pipeline runs on this working directory's detached local head (started on first use, joined when it
+    serves already), not on a Ray that exits with us.
+    """
+    import ray
+
+    if "deploy" in steps and not runtime.ray_address and not ray.is_initialized():
+        from mlops_ray.serve.controller import connect, require_free_cpu
+
+        connect(runtime, start_head=True)
+        require_free_cpu()
+    connect_ray(runtime)
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     runtime: Runtime,
@@ -59,14 +76,7 @@ def run_pipeline(
         todo.insert(0, "data")  # later steps need the prepared data (and its fingerprint)
     result = PipelineResult(config_hash=cfg.config_hash(), steps=todo)
     runtime.ensure_dirs()
-    if "deploy" in todo and not runtime.ray_address:
-        # The Serve application must outlive this process: run the whole pipeline on this working
-        # directory's detached local head (started on first use), not on a Ray that exits with us.
-        from mlops_ray.serve.controller import connect, require_free_cpu
-
-        connect(runtime, start_head=True)
-        require_free_cpu()
-    connect_ray(runtime)
+    connect_for_steps(runtime, todo)
     configure_mlflow(runtime)
 
     def timed(step: str, fn: Callable[[], Any]) -> Any:

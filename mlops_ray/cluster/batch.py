@@ -187,7 +187,8 @@ def _existing_output(fs: Any, out_dir: str, output_path: str, overwrite: bool) -
     if info.type != pafs.FileType.Directory or not fs.get_file_info(pafs.FileSelector(out_dir)):
         return False
     if not overwrite:
-        raise ClusterError(f"output folder {output_path!r} is not empty; choose a new one or pass overwrite=True")
+        raise ClusterError(f"output folder {output_path!r} is not empty; choose a new one, or replace it: "
+                           "overwrite=True (--overwrite in the batch_predict job)")
     return True
 
 

@@ -136,6 +136,9 @@ def train(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", help="comma-separated subset of data,tune,register,deploy (default: the config's)")
     p.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
     p.add_argument("--canary", type=float, metavar="PCT", help="first canary traffic share when deploying")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a search that was stopped (job stopped, driver or head lost) without rerunning "
+                        "finished trials; needs the same config, data and working directory storage")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray.pipeline import run_pipeline
@@ -146,7 +149,8 @@ def train(argv: Sequence[str] | None = None) -> int:
     # A first run on a fresh working directory: create the MLflow store before the cache lookup reads it.
     ensure_experiment(rt, cfg.experiment_name)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
-    result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary)
+    result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,
+                          resume=args.resume)
     _emit(rt, "train", pipeline_summary(result))
     return 0
 

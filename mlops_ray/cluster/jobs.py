@@ -90,8 +90,9 @@ class JobClient:
         except (ConnectionError, OSError) as e:
             raise ClusterError(f"{what}: lost the connection to {self.address}: {e}") from e
         except RuntimeError as e:
-            # The SDK raises RuntimeError for any non-2xx answer (unknown job id, bad runtime_env, ...).
-            raise ClusterError(f"{what} failed on {self.address}: {e}") from e
+            # The SDK raises RuntimeError for any non-2xx answer (unknown job id, bad runtime_env, ...), with
+            # the server's whole traceback in the text: its last line is the reason.
+            raise ClusterError(f"{what} failed on {self.address}: {server_reason(str(e))}") from e
 
     def submit(self, spec: JobSpec, *, agent_wait_s: float = 120.0) -> str:
         """Submit a built job; returns its submission id.
@@ -189,3 +190,13 @@ def submit_job(spec: JobSpec, address: str, *, token: str | None = None, token_f
     if follow:
         return client.follow(job_id, out)
     return client.status(job_id)
+
+
+def server_reason(text: str) -> str:
+    """The reason in a Jobs API error: the last line of a server traceback, with the status code kept."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1 or "Traceback (most recent call last)" not in text:
+        return text.strip()
+    head = lines[0].split("Traceback")[0].strip().rstrip(":")
+    last = lines[-1]
+    return f"{head}: {last}" if head else last

@@ -204,10 +204,12 @@ def retrain(
     log_dir: str | Path | None = None,
 ) -> RetrainResult:
     """Retrain when the monitor says so (or ``force``): combined data through the whole pipeline."""
-    from mlops_ray.runtime import connect_ray
+    from mlops_ray.pipeline import connect_for_steps
 
     name = name or cfg.model_name
-    connect_ray(runtime)
+    # With a deploy step: the head that serves the model (a local Ray would exit with us, and its Serve
+    # could not bind the port the serving head holds).
+    connect_for_steps(runtime, steps or cfg.steps)
     if report is None and not force:
         from mlops_ray.monitor.run import run_monitor
 

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlops_ray.exceptions import TuneError
+from mlops_ray.exceptions import SearchInterrupted, TuneError
 from mlops_ray.runtime import Runtime, connect_ray, ensure_experiment, env
 from mlops_ray.tune.cv import expand_proba, predict_for_scoring
 from mlops_ray.tune.estimators import EstimatorFactory, accepted_params, make_factory
 from mlops_ray.tune.fitted import FittedModel
+from mlops_ray.tune.interrupt import DISABLE_TUNE_SIGINT, interrupt_guard
 from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
 from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
@@ -52,7 +53,7 @@ def _tune_env(max_pending: int) -> Iterator[None]:
     quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    wanted = {**TUNE_ENV_DEFAULTS, "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
+    wanted = {**TUNE_ENV_DEFAULTS, **DISABLE_TUNE_SIGINT, "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
     added = [k for k in wanted if env(k) is None]
     for k in added:
         os.environ[k] = wanted[k]
@@ -111,7 +112,12 @@ def _asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict
     for d in domains:
         if d.name == "epochs":
             cfg["epochs"] = int(d.high) if d.kind in ("uniform", "loguniform", "randint") else max(d.values)
-    return max_iterations(kind, n_folds, cfg, fixed)
+    max_t = max_iterations(kind, n_folds, cfg, fixed)
+    if max_t < 1:  # ASHA's own check is a bare assertion
+        where = "tune.search_space.epochs" if "epochs" in cfg else "tune.model.params.epochs"
+        got = cfg.get("epochs", fixed.get("epochs"))
+        raise TuneError(f"{where}: a torch_mlp trial needs at least 1 epoch, got {got}")
+    return max_t
 
 
 def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
@@ -311,7 +317,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
 
         param_space = to_tune(domains, ts.search)
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // ts.resources.cpu))
-        with _tune_env(max_pending=slots + 1):
+        with _tune_env(max_pending=slots + 1), interrupt_guard() as interrupted:
             if resume:
                 tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
                                            restart_errored=True, param_space=param_space)
@@ -326,6 +332,10 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                 tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                                    tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots))
             grid = tuner.fit()
+        if interrupted.is_set():
+            raise SearchInterrupted(
+                f"the search was interrupted (Ctrl-C); Tune saved its state under {exp_path}. Nothing was "
+                "registered: rerun the same command with --resume to continue (finished trials are not rerun)")
         state = TrackingState(state_path)
         trials = _summaries(grid, state.runs, metric)
         if resume:  # writes queued by the killed driver are lost: close or create those child runs now
@@ -358,7 +368,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
         finish_parent_run(client, result, best)
         return result
     except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(e, KeyboardInterrupt | SearchInterrupted) else "FAILED"
         client.set_tag(parent_run_id, "mlops_ray.error", f"{type(e).__name__}: {e}"[:5000])
         client.set_terminated(parent_run_id, status)
         raise

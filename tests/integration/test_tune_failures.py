@@ -117,3 +117,36 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session: st
     assert all(c.info.status == "FINISHED" and c.data.tags["mlops_ray.status"] == "completed" for c in children)
     assert all(len(client.get_metric_history(c.info.run_id, "fold_accuracy")) >= 3 for c in children)
     assert client.get_run(result.parent_run_id).data.tags.get("mlops_ray.resumed") == "true"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_search_without_a_result_and_resume_finishes_it(ray_session: str, runtime: Runtime,
+                                                                         tmp_path: Path) -> None:
+    """Tune returns normally after Ctrl-C; the search must not: a partial winner would be registered."""
+    log = tmp_path / "fits.log"
+    grid = [0.1, 0.2, 0.3, 0.4, 0.5]
+    spec = tune_config(model={"estimator": SLOW, "params": {"sleep_s": 0.4, "log_path": str(log)}}, search="grid",
+                       max_concurrent=1, search_space={"C": {"grid": grid}})
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER).format(repo=str(REPO), cfg=spec, workdir=str(runtime.workdir),
+                                                     address=ray_session, uri=runtime.tracking_uri))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            fits = Counter(log.read_text().split()) if log.exists() else Counter()
+            if sum(n == 3 for n in fits.values()) >= 1:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:] if proc.stdout else ""
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "SEARCH DONE" not in out, out[-3000:]
+    assert "SearchInterrupted" in out and "--resume" in out, out[-3000:]
+
+    result = run_search(parse_config(spec), runtime, make_prepared(n=120, n_folds=3), resume=True)
+    assert result.resumed and result.n_completed == len(grid)
+    assert MlflowClient(runtime.tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"

@@ -126,3 +126,22 @@ def test_submission_id_is_readable_and_unique() -> None:
     sid = make_submission_id("batch_predict", "my pipeline!", now, suffix="abc123")
     assert sid == "mlops-ray-batch-predict-my-pipeline-20261127-040506-abc123"
     assert make_submission_id("train", "x") != make_submission_id("train", "x")
+
+
+def test_jobs_api_errors_keep_the_reason_not_the_server_traceback() -> None:
+    from mlops_ray.cluster.jobs import server_reason
+
+    text = ("Request failed with status code 500: Traceback (most recent call last):\n"
+            '  File "/ray/dashboard/modules/job/job_head.py", line 12, in submit_job\n    raise ValueError(msg)\n'
+            "ValueError: Job with submission_id x-1 already exists. Please use a different submission_id.")
+    assert server_reason(text) == ("Request failed with status code 500: ValueError: Job with submission_id x-1 "
+                                   "already exists. Please use a different submission_id.")
+    assert server_reason("Job xyz does not exist") == "Job xyz does not exist"
+
+
+def test_train_job_takes_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlops_ray.cluster import entrypoints
+
+    with pytest.raises(SystemExit):
+        entrypoints.train(["--help"])
+    assert "--resume" in capsys.readouterr().out  # a search stopped on a cluster can be continued there

@@ -45,3 +45,16 @@ def test_iterations_per_trial_for_asha() -> None:
     assert max_iterations("torch_mlp", 3, {"epochs": 4}, {}) == 12
     assert max_iterations("torch_mlp", 3, {}, {"epochs": 2}) == 6
     assert metric_key("roc_auc") == "cv_roc_auc"
+
+
+def test_asha_with_zero_epochs_names_the_field() -> None:
+    import pytest
+
+    from mlops_ray.exceptions import TuneError
+    from mlops_ray.tune.search import _asha_max_t
+
+    assert _asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [2, 5]}}), {}) == 15
+    with pytest.raises(TuneError, match=r"tune\.search_space\.epochs: .*at least 1 epoch, got 0"):
+        _asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [0]}}), {})
+    with pytest.raises(TuneError, match=r"tune\.model\.params\.epochs"):
+        _asha_max_t("torch_mlp", 3, [], {"epochs": 0})
