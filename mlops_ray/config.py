@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlops_ray.exceptions import ConfigError
 
@@ -160,8 +169,21 @@ class RandInt(_Spec):
     randint: tuple[int, int]  # inclusive bounds
 
 
-ParamSpace = Grid | Choice | Uniform | LogUniform | RandInt
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+def _space_kind(v: Any) -> str | None:
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v)))
+    return type(v).__name__.lower() if isinstance(v, _Spec) else None
+
+
+# Tagged by its one key, so that a bad value is reported against that kind alone (one line, not five).
+ParamSpace = Annotated[
+    Annotated[Grid, Tag("grid")] | Annotated[Choice, Tag("choice")] | Annotated[Uniform, Tag("uniform")]
+    | Annotated[LogUniform, Tag("loguniform")] | Annotated[RandInt, Tag("randint")],
+    Discriminator(_space_kind),
+]
 
 
 class ModelSpec(_Spec):
@@ -190,9 +212,7 @@ class AshaSpec(_Spec):
 
 class TuneSpec(_Spec):
     model: ModelSpec = Field(default_factory=ModelSpec)
-    search_space: dict[str, Annotated[ParamSpace, Field(union_mode="left_to_right")]] = Field(
-        default_factory=dict
-    )
+    search_space: dict[str, ParamSpace] = Field(default_factory=dict)
     metric: str = "auto"  # accuracy/f1_macro/roc_auc/log_loss for classification; r2/rmse/mae for regression
     search: Literal["grid", "random", "optuna"] = "random"
     num_samples: int = Field(10, ge=1)  # random/optuna trials; for grid: repeats of the full grid
@@ -216,8 +236,11 @@ class TuneSpec(_Spec):
                 )
             kind, arg = next(iter(space.items()))
             if kind in ("uniform", "loguniform", "randint"):
-                if not isinstance(arg, list | tuple) or len(arg) != 2 or arg[0] >= arg[1]:
-                    raise ValueError(f"parameter {name!r}: {kind} needs [low, high] with low < high, got {arg!r}")
+                numbers = isinstance(arg, list | tuple) and len(arg) == 2 and all(
+                    isinstance(x, int | float) and not isinstance(x, bool) for x in arg)
+                if not numbers or arg[0] >= arg[1]:
+                    raise ValueError(f"parameter {name!r}: {kind} needs [low, high], two numbers with low < high, "
+                                     f"got {arg!r}")
                 if kind == "loguniform" and arg[0] <= 0:
                     raise ValueError(f"parameter {name!r}: loguniform needs low > 0, got {arg[0]!r}")
         return v

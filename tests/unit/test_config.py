@@ -37,6 +37,15 @@ def test_bad_search_space_names_the_parameter() -> None:
         parse_config(_base(tune={"search_space": {"lr": {"loguniform": [0, 1]}}}))
     with pytest.raises(ConfigError, match="low < high"):
         parse_config(_base(tune={"search_space": {"n": {"randint": [5, 1]}}}))
+    with pytest.raises(ConfigError, match="two numbers"):  # was a TypeError traceback
+        parse_config(_base(tune={"search_space": {"C": {"uniform": ["a", 2]}}}))
+    # A bad value inside a kind is reported against that kind alone: one line, not one per kind.
+    for space, text in (({"n": {"choice": []}}, "tune.search_space.n.choice.choice: List should have at least 1"),
+                        ({"n": {"randint": [1.5, 3]}}, "tune.search_space.n.randint.randint.0: Input should be")):
+        with pytest.raises(ConfigError) as e:
+            parse_config(_base(tune={"search_space": space}))
+        lines = [ln for ln in str(e.value).splitlines() if ln.strip().startswith("- ")]
+        assert len(lines) == 1 and text in lines[0], str(e.value)
 
 
 def test_source_needs_exactly_one_of_bundled_or_path() -> None:
