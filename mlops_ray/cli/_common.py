@@ -38,6 +38,20 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_steps(text: str | None) -> list[str] | None:
+    """``--steps a,b`` -> ["a", "b"]; absent -> None (the config's). An empty list is an error: it must not
+    mean "every step, deploy included"."""
+    if text is None:
+        return None
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    if not steps:
+        from mlops_ray.exceptions import ConfigError
+
+        raise ConfigError("--steps is empty; name one or more of data,tune,register,deploy, or leave it out for "
+                          "the config's steps")
+    return steps
+
+
 def load(args: argparse.Namespace) -> tuple[PipelineConfig, Runtime]:
     """The config and the resolved runtime for a command's arguments."""
     from mlops_ray.config import load_config

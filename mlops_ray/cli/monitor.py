@@ -88,7 +88,9 @@ def _retrain(args: argparse.Namespace) -> int:
     from mlops_ray.monitor.retrain import retrain
 
     cfg, rt = load(args)
-    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
+    from mlops_ray.cli._common import parse_steps
+
+    steps = parse_steps(args.steps)
     result = retrain(cfg, rt, force=args.force, version=args.version, steps=steps, use_cache=not args.no_cache)
     if result.monitor is not None:
         print(result.monitor.summary())

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from mlops_ray.cli._common import add_config_arg, add_runtime_args, load
+from mlops_ray.cli._common import add_config_arg, add_runtime_args, load, parse_steps
 from mlops_ray.runtime import env
 
 if TYPE_CHECKING:
@@ -48,12 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.canary is not None and not 0 < args.canary <= 100:
         raise ConfigError(f"--canary must be a traffic share in (0, 100], got {args.canary:g}")
-    steps = None
-    if args.steps is not None:
-        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-        if not steps:  # an empty --steps "" must not mean "everything, deploy included"
-            raise ConfigError("--steps is empty; name one or more of data,tune,register,deploy, or leave it out "
-                              "for the config's steps")
+    steps = parse_steps(args.steps)
     cfg, rt = load(args)
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,
                           resume=args.resume)
