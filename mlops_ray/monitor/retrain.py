@@ -64,7 +64,8 @@ class RetrainResult:
             lines.append(f"  registered {reg.name} v{reg.version}: gate {'accepted' if reg.accepted else 'rejected'}")
         dep = getattr(self.pipeline, "deployment", None)
         if dep is not None:
-            lines.append(f"  deployment: {dep}")
+            traffic = ", ".join(f"v{v}: {p:g}%" for v, p in dep.status.get("traffic", {}).items())
+            lines.append(f"  serving {dep.model} at {dep.url}: {dep.decision.get('reason', '')} ({traffic})")
         return "\n".join(lines)
 
 

@@ -58,3 +58,18 @@ def test_new_data_is_added_and_checked(tmp_path: Path) -> None:
     pd.DataFrame({"x": [1.0]}).to_parquet(tmp_path / "new.parquet")
     with pytest.raises(MonitorError, match="has no target column 'y'"):
         build_retrain_data(cfg, rt)
+
+
+def test_retrain_summary_reads_like_the_deploy_output() -> None:
+    from types import SimpleNamespace
+
+    from mlops_ray.monitor.retrain import RetrainResult
+
+    dep = SimpleNamespace(model="bc", url="http://127.0.0.1:8000", decision={"reason": "canary at 10% of traffic"},
+                          status={"traffic": {"1": 90.0, "2": 10.0}})
+    reg = SimpleNamespace(name="bc", version="2", accepted=True)
+    text = RetrainResult(True, ["drift in 3 features"], pipeline=SimpleNamespace(registration=reg,
+                                                                                   deployment=dep)).summary()
+    assert "registered bc v2: gate accepted" in text
+    assert "serving bc at http://127.0.0.1:8000: canary at 10% of traffic (v1: 90%, v2: 10%)" in text
+    assert "Deployment(" not in text and "namespace(" not in text
