@@ -151,4 +151,3 @@ def test_public_api_resolves_without_importing_ray() -> None:
             "print('ray' in sys.modules, 'mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
-
