@@ -94,6 +94,10 @@ def resolve_files(path: str, fmt: Literal["auto", "csv", "parquet"] = "auto") ->
     if not files:
         raise DataError(f"no data files found in {where}; expected .csv or .parquet files")
     if fmt != "auto":
+        other = [f for f in files if _format_of(f) not in (None, fmt)]
+        if other:  # a .parquet file read as CSV fails with bytes on the terminal; say what is wrong instead
+            raise DataError(f"data.source.format is {fmt} but {where} holds {len(other)} file(s) whose extension "
+                            f"says otherwise, e.g. {other[:3]}; point data.source.path at one format")
         return files, fmt
     formats = {_format_of(f) for f in files}
     if None in formats:

@@ -18,6 +18,7 @@ from mlops_ray.exceptions import ServeError
 from mlops_ray.runtime import Runtime, env
 
 ENDPOINT_FILE = "endpoint.json"
+ROUTE_TIMEOUT_S = 180.0  # the ingress asks a new version for its metadata: its replicas must be up
 STATE_FILE = "state.json"
 
 
@@ -171,6 +172,8 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
     _check_same_endpoint(cfg, runtime, apps)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     vapp = version_app_name(cfg.serve.app_name, name, str(version))
+    if _wait_deleted(vapp, apps):  # a version rolled back a moment ago is still being torn down
+        apps = _apps()
     if vapp not in apps:
         try:
             serve.run(model_app(name, str(version), source, model_options(cfg, runtime), cfg.serve, num_replicas),
@@ -189,7 +192,10 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
     handle = serve.get_app_handle(cfg.serve.app_name)
     try:
         out = handle.add_version.remote(name, str(version), vapp, label, canary_pct,
-                                        list(cfg.serve.canary.steps)).result()
+                                        list(cfg.serve.canary.steps)).result(timeout_s=ROUTE_TIMEOUT_S)
+    except TimeoutError as e:
+        raise ServeError(f"version {version} of {name!r} did not answer the ingress within {ROUTE_TIMEOUT_S:.0f}s; "
+                         f"nothing was routed to it. See `mlops-ray status` and {vapp!r} in `serve status`") from e
     except Exception as e:
         raise ServeError(f"could not route to version {version} of {name!r}: {_cause(e)}") from e
     url = endpoint_url(cfg)
@@ -201,6 +207,20 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                       token=tokens.token if tokens.created else None,
                       admin_token=tokens.admin_token if tokens.created else None,
                       token_source=tokens.source, seconds=time.perf_counter() - t0)
+
+
+def _wait_deleted(app: str, apps: dict[str, Any], timeout_s: float = 120.0) -> bool:
+    """Wait for an application Serve is deleting to be gone (its replicas may take seconds to stop); True if
+    there was one. Deploying it again meanwhile would find it listed and route to nothing."""
+    status = apps.get(app)
+    if status is None or str(getattr(status, "status", "")) not in ("DELETING", "ApplicationStatus.DELETING"):
+        return False
+    deadline = time.monotonic() + timeout_s
+    while app in _apps():
+        if time.monotonic() > deadline:
+            raise ServeError(f"application {app!r} is still being deleted after {timeout_s:.0f}s; try again later")
+        time.sleep(0.5)
+    return True
 
 
 def _check_same_endpoint(cfg: PipelineConfig, runtime: Runtime, apps: dict[str, Any]) -> None:

@@ -178,7 +178,8 @@ class Ingress:
                           canary_pct: float | None, steps: list[float] | None) -> dict[str, Any]:
         self._ensure_loop()
         info = VersionInfo(version=str(version), app_name=app_name, source=source)
-        info.meta = await self._handle(info).metadata.remote()
+        # Bounded: a version app that is gone (deleted after a rollback) would otherwise be awaited forever.
+        info.meta = await asyncio.wait_for(self._handle(info).metadata.remote(), timeout=150)
         entry = self.models.get(model)
         if entry is None:
             entry = self.models[model] = ModelEntry(Rollout(model=model, steps=list(steps or [10.0, 50.0, 100.0])))

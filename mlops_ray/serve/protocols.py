@@ -173,7 +173,10 @@ def v2_metadata(model: str, versions: list[str], schema: InputSchema, task: str,
                 classes: list[Any] | None) -> dict[str, Any]:
     inputs = [{"name": c, "datatype": "FP64" if schema.types[c] == "double" else "BYTES", "shape": [-1]}
               for c in schema.columns]
-    outputs = [{"name": "predictions", "datatype": "BYTES" if task == "classification" else "FP64", "shape": [-1]}]
+    # The same rule as the infer answer: a classifier predicts its class labels (INT64 when they are integers).
+    labels = [_json_safe(c) for c in classes or []]
+    predicted = "FP64" if task != "classification" else v2_datatype(labels) if labels else "BYTES"
+    outputs = [{"name": "predictions", "datatype": predicted, "shape": [-1]}]
     if task == "classification":
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(classes or [])]})
     return {"name": model, "versions": versions, "platform": "mlops_ray", "inputs": inputs, "outputs": outputs}

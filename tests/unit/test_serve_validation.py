@@ -127,6 +127,14 @@ def test_responses_carry_model_version_and_request_id() -> None:
     meta = protocols.v2_metadata("m", ["1"], SCHEMA, "classification", ["n", "p"])
     assert [i["datatype"] for i in meta["inputs"]] == ["FP64", "FP64", "BYTES"]
     json.dumps(meta)
+    # The metadata declares what infer answers: integer class labels are INT64 in both.
+    import numpy as np
+
+    ints = protocols.v2_metadata("m", ["1"], SCHEMA, "classification", [np.int64(0), np.int64(1)])
+    assert ints["outputs"][0]["datatype"] == "INT64" == protocols.v2_response(
+        "m", "1", "r", [0, 1], [[1.0, 0.0], [0.0, 1.0]], None)["outputs"][0]["datatype"]
+    assert meta["outputs"][0]["datatype"] == "BYTES"
+    assert protocols.v2_metadata("m", ["1"], SCHEMA, "regression", None)["outputs"][0]["datatype"] == "FP64"
 
 
 def test_records_fast_path_matches_keys_in_any_order() -> None:
