@@ -13,7 +13,7 @@ logger = logging.getLogger("ray.serve")
 
 
 def record_decision(settings: dict[str, Any], model: str, d: Decision, stable: str | None, source: str) -> None:
-    """Tag the model version (and its run) with the decision; restore the champion alias after a rollback.
+    """Tag the model version (and its run) with the decision; point the champion alias at what now serves.
 
     Only versions that came from the registry (source ``models:/...``) are tagged; a version served from
     a local folder has no registry entry, and its decisions live in the serving state only.
@@ -36,11 +36,12 @@ def record_decision(settings: dict[str, Any], model: str, d: Decision, stable: s
     except MlflowException as e:
         logger.warning("could not tag %s v%s with the %s decision: %s", model, d.version, d.action, e)
         return
-    if d.action in ("rollback", "manual_rollback") and stable is not None:
-        restore_champion(settings, model, stable, d.reason)
+    if stable is not None:  # whichever way traffic moved, the champion is what serves
+        restore_champion(settings, model, stable, d.reason, d.action.replace("manual_", ""))
 
 
-def restore_champion(settings: dict[str, Any], model: str, stable: str, reason: str) -> str | None:
+def restore_champion(settings: dict[str, Any], model: str, stable: str, reason: str,
+                     action: str = "rollback") -> str | None:
     """Point the registry's champion alias at the version that now serves; returns what moved (None: nothing)."""
     from mlops_ray.runtime import resolve_runtime
 
@@ -59,5 +60,5 @@ def restore_champion(settings: dict[str, Any], model: str, stable: str, reason: 
     if str(aliases.get("champion")) == str(stable):
         return None
     rt = resolve_runtime(None, workdir=settings["workdir"], tracking_uri=uri)
-    promote(rt, model, str(stable), f"serving rollback: {reason}")
+    promote(rt, model, str(stable), f"serving {action}: {reason}")
     return f"champion -> v{stable} (was v{aliases.get('champion')})"

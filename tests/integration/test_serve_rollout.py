@@ -72,14 +72,16 @@ def test_rollout_under_load_answers_every_request(ray_session: str, tmp_path: Pa
     try:
         with Load(dep.url, tok, MODEL, threads=3, pause_s=0.005) as load:
             time.sleep(1.0)
-            # 1. a good version: canary 10% -> 50% -> 100% -> promoted, by passing windows
-            registry.promote(rt, MODEL, v2, "test")
+            # 1. a good version: canary 10% -> 50% -> 100% -> promoted, by passing windows. Deployed by number
+            # while v1 is still the champion: the promotion moves the alias, so the registry says what serves.
             d2 = deploy(cfg, rt, model=MODEL, version=v2)
             assert d2.decision["action"] == "canary" and d2.status["traffic"] == {v1: 90.0, v2: 10.0}
             wait_for(lambda: current()["stable"] == v2 and current()["canary"] is None, 120, "promotion of v2")
             assert [a for a in decisions() if a.startswith(("step", "promote"))] == [
                 f"step:{v2}", f"step:{v2}", f"promote:{v2}"]
             assert current()["previous"] == v1  # kept warm
+            wait_for(lambda: str(cl.get_registered_model(MODEL).aliases.get("champion")) == v2, 30,
+                     "champion alias follows the promotion")
             # 2. a bad version (its predictions are skewed): rolled back by the analysis, alias restored
             registry.promote(rt, MODEL, v3, "test")
             deploy(cfg, rt, model=MODEL, version=v3, canary_pct=50)
