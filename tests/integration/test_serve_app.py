@@ -165,6 +165,10 @@ def test_auth_on_predict_and_admin_routes(app: SimpleNamespace) -> None:
 def test_unknown_model_is_404(app: SimpleNamespace) -> None:
     r = post(app, "/v1/models/other/predict", {"rows": rows(1)})
     assert r.status_code == 404 and "'other' is not served" in r.json()["error"]
+    for i in range(3):  # made-up names share one metric label: a client cannot grow the label set
+        post(app, f"/v1/models/made-up-{i}/predict", {"rows": rows(1)})
+    text = httpx.get(app.url + "/metrics").text
+    assert 'model="<unknown>"' in text and "made-up-" not in text
 
 
 def test_openapi_docs(app: SimpleNamespace) -> None:
