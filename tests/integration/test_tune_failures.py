@@ -72,25 +72,35 @@ print("SEARCH DONE")
 """
 
 
+GRID = [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def _start_driver(runtime: Runtime, address: str, tmp_path: Path, trials_done: int
+                  ) -> tuple[subprocess.Popen[bytes], Path, dict]:
+    """A search over GRID in a driver process of its own, returned once ``trials_done`` trials fitted all folds."""
+    log = tmp_path / "fits.log"
+    spec = tune_config(model={"estimator": SLOW, "params": {"sleep_s": 0.4, "log_path": str(log)}}, search="grid",
+                       max_concurrent=1, search_space={"C": {"grid": GRID}})
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER).format(repo=str(REPO), cfg=spec, workdir=str(runtime.workdir),
+                                                     address=address, uri=runtime.tracking_uri))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        fits = Counter(log.read_text().split()) if log.exists() else Counter()
+        if sum(n == 3 for n in fits.values()) >= trials_done:
+            break
+        time.sleep(0.1)
+    return proc, log, spec
+
+
 @pytest.mark.slow
 def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session: str, runtime: Runtime,
                                                                  tmp_path: Path) -> None:
-    log = tmp_path / "fits.log"
-    grid = [0.1, 0.2, 0.3, 0.4, 0.5]
-    spec = tune_config(model={"estimator": SLOW, "params": {"sleep_s": 0.4, "log_path": str(log)}}, search="grid",
-                       max_concurrent=1, search_space={"C": {"grid": grid}})
-    script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(DRIVER).format(repo=str(REPO), cfg=spec, workdir=str(runtime.workdir),
-                                                     address=ray_session, uri=runtime.tracking_uri))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    grid = GRID
+    # Two trials have fitted all 3 folds: give Tune time to save its state (every 2 s), then kill.
+    proc, log, spec = _start_driver(runtime, ray_session, tmp_path, trials_done=2)
     try:
-        deadline = time.monotonic() + 120
-        # Wait until two trials have fitted all 3 folds, give Tune time to save its state (every 2 s), then kill.
-        while time.monotonic() < deadline and proc.poll() is None:
-            fits = Counter(log.read_text().split()) if log.exists() else Counter()
-            if sum(n == 3 for n in fits.values()) >= 2:
-                break
-            time.sleep(0.1)
         time.sleep(2.5)
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:] if proc.stdout else ""
         proc.send_signal(signal.SIGKILL)
@@ -123,21 +133,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session: st
 def test_ctrl_c_stops_the_search_without_a_result_and_resume_finishes_it(ray_session: str, runtime: Runtime,
                                                                          tmp_path: Path) -> None:
     """Tune returns normally after Ctrl-C; the search must not: a partial winner would be registered."""
-    log = tmp_path / "fits.log"
-    grid = [0.1, 0.2, 0.3, 0.4, 0.5]
-    spec = tune_config(model={"estimator": SLOW, "params": {"sleep_s": 0.4, "log_path": str(log)}}, search="grid",
-                       max_concurrent=1, search_space={"C": {"grid": grid}})
-    script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(DRIVER).format(repo=str(REPO), cfg=spec, workdir=str(runtime.workdir),
-                                                     address=ray_session, uri=runtime.tracking_uri))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, _, spec = _start_driver(runtime, ray_session, tmp_path, trials_done=1)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            fits = Counter(log.read_text().split()) if log.exists() else Counter()
-            if sum(n == 3 for n in fits.values()) >= 1:
-                break
-            time.sleep(0.1)
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:] if proc.stdout else ""
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=120)[0].decode()
@@ -148,5 +145,5 @@ def test_ctrl_c_stops_the_search_without_a_result_and_resume_finishes_it(ray_ses
     assert "SearchInterrupted" in out and "--resume" in out, out[-3000:]
 
     result = run_search(parse_config(spec), runtime, make_prepared(n=120, n_folds=3), resume=True)
-    assert result.resumed and result.n_completed == len(grid)
+    assert result.resumed and result.n_completed == len(GRID)
     assert MlflowClient(runtime.tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
