@@ -354,7 +354,7 @@ class Ingress:
                                    "request_ids")
             metas = [v.meta for v in entry.versions.values() if getattr(v, "meta", None)]
             if metas:  # every served version of a name has the same task; classes may differ: any counts
-                classes = sorted({str(c) for m in metas for c in (m.get("classes") or [])}) or None
+                classes = [c for m in metas for c in (m.get("classes") or [])] or None
                 check_labels(labels, metas[0]["task"], classes)
             seen = {str(i) for i, lab in zip(ids, labels, strict=True) if entry.feedback(str(i), lab)}
             unknown = [str(i) for i in ids if str(i) not in seen]
