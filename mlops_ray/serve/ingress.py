@@ -385,7 +385,10 @@ class Ingress:
     @api.get("/v2/models/{name}/ready")
     async def model_ready(self, name: str) -> JSONResponse:
         e = self.models.get(name)
-        ok = e is not None and bool(e.rollout.weights())
+        if e is None:  # the protocol's "false" is a 4xx; a model that is not served here is not found
+            return JSONResponse({"name": name, "ready": False, "error": f"model {name!r} is not served here"},
+                                status_code=404)
+        ok = bool(e.rollout.weights())
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
     @api.get("/v2/models/{name}")

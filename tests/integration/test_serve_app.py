@@ -96,7 +96,7 @@ def test_open_inference_protocol_v2(app: SimpleNamespace) -> None:
     assert httpx.get(app.url + "/v2/health/live").json() == {"live": True}
     assert httpx.get(app.url + "/v2/health/ready").status_code == 200
     assert httpx.get(f"{app.url}/v2/models/{MODEL}/ready").json()["ready"] is True
-    assert httpx.get(f"{app.url}/v2/models/nope/ready").status_code == 503
+    assert httpx.get(f"{app.url}/v2/models/nope/ready").status_code == 404
     meta = httpx.get(f"{app.url}/v2/models/{MODEL}", headers=app.auth).json()
     assert [i["name"] for i in meta["inputs"]] == ["x0", "x1", "x2", "color"]
     data = rows(2)
