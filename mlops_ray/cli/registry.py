@@ -38,22 +38,13 @@ def _runtime(args: argparse.Namespace) -> Any:
     return resolve_runtime(None, workdir=args.workdir, tracking_uri=args.tracking_uri)
 
 
-def _missing_store(rt: Any) -> str | None:
-    """The SQLite file of a store that does not exist yet: reading must not create it (MLflow would)."""
-    from pathlib import Path
-
-    prefix = "sqlite:///"
-    if rt.tracking_uri.startswith(prefix) and not Path(rt.tracking_uri[len(prefix):]).is_file():
-        return rt.tracking_uri[len(prefix):]
-    return None
-
-
 def _promote(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import RegistryError
     from mlops_ray.registry import promote
+    from mlops_ray.registry.store import missing_local_store
 
     rt = _runtime(args)
-    if (missing := _missing_store(rt)) is not None:
+    if (missing := missing_local_store(rt)) is not None:
         raise RegistryError(f"no MLflow store at {missing}: nothing to promote; check --workdir or --tracking-uri")
     moves = promote(rt, args.name, args.version, reason=args.reason, actor=args.actor)
     if not moves:
@@ -67,10 +58,10 @@ def _models(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mlops_ray.registry import list_models, list_versions
-    from mlops_ray.registry.store import alias_history, client
+    from mlops_ray.registry.store import alias_history, client, missing_local_store
 
     rt = _runtime(args)
-    missing = _missing_store(rt)
+    missing = missing_local_store(rt)
     if missing is not None:
         if args.name is not None:
             from mlops_ray.exceptions import RegistryError

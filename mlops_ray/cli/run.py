@@ -43,11 +43,10 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mlops_ray.exceptions import ConfigError
     from mlops_ray.pipeline import run_pipeline
+    from mlops_ray.serve.rollout import check_canary_pct
 
-    if args.canary is not None and not 0 < args.canary <= 100:
-        raise ConfigError(f"--canary must be a traffic share in (0, 100], got {args.canary:g}")
+    check_canary_pct(args.canary, "--canary")  # before the data and tune steps, not after them
     steps = parse_steps(args.steps)
     cfg, rt = load(args)
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,

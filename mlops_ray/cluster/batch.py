@@ -192,15 +192,6 @@ def _existing_output(fs: Any, out_dir: str, output_path: str, overwrite: bool) -
     return True
 
 
-def _remove_partial_files(fs: Any, out_dir: str) -> None:
-    """Hidden files of parts whose actor died mid-write (its retry wrote the part again under its own name)."""
-    import pyarrow.fs as pafs
-
-    for info in fs.get_file_info(pafs.FileSelector(out_dir)):
-        if info.base_name.startswith(".part-") and info.base_name.endswith(".tmp"):
-            fs.delete_file(info.path)
-
-
 def _count_rows(fs: Any, out_dir: str) -> int:
     import pyarrow.dataset as pads
 
@@ -213,7 +204,7 @@ def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any,
            num_gpus: float) -> BatchPredictResult:
     import ray
 
-    from mlops_ray.cluster.parts import absolute, plan_parts, target_part_rows
+    from mlops_ray.cluster.parts import absolute, plan_parts, remove_partial_files, target_part_rows
 
     res = ray.cluster_resources()
     n = concurrency or default_concurrency(res.get("CPU", 0), res.get("GPU", 0), num_cpus, num_gpus)
@@ -251,7 +242,7 @@ def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any,
             raise
     duration = time.perf_counter() - t0
 
-    _remove_partial_files(out_fs, out_dir)
+    remove_partial_files(out_fs, out_dir)
     expected = {p.index: p.rows for p in parts}
     short = {int(d["part"]): int(d["rows"]) for d in done if int(d["rows"]) != expected[int(d["part"])]}
     rows_out = _count_rows(out_fs, out_dir) if parts else 0

@@ -101,6 +101,20 @@ def part_file_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+def _partial_name(index: int) -> str:
+    """Where a part is written until it is whole: hidden (readers skip it), unique per attempt."""
+    return f".{part_file_name(index)}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def remove_partial_files(fs: pafs.FileSystem, out_dir: str) -> None:
+    """The in-progress files of parts whose actor died mid-write (each retry wrote its part again)."""
+    import pyarrow.fs as pafs
+
+    for info in fs.get_file_info(pafs.FileSelector(out_dir)):
+        if info.base_name.startswith(".part-") and info.base_name.endswith(".tmp"):
+            fs.delete_file(info.path)
+
+
 def absolute(path: str) -> str:
     """A local path made absolute (against this process's working directory); a URI as it is."""
     return path if "://" in path else os.path.abspath(path)
@@ -162,7 +176,7 @@ def score_part(part: Part, score: Callable[[pa.Table], pa.Table], *, columns: Se
 
     final = f"{output_dir}/{part_file_name(part.index)}"
     local = isinstance(output_fs, pafs.LocalFileSystem)
-    target = f"{output_dir}/.{part_file_name(part.index)}.{uuid.uuid4().hex[:8]}.tmp" if local else final
+    target = f"{output_dir}/{_partial_name(part.index)}" if local else final
     written = 0
     writer: pq.ParquetWriter | None = None
     published = not local

@@ -173,7 +173,7 @@ class PartScorer:
         self.load_error: MlopsRayError | None = None
         self.scorer: BatchScorer | None = None
         try:
-            self.scorer = BatchScorer(model=_resolve_model(model), lineage=lineage, passthrough=passthrough)
+            self.scorer = BatchScorer(model=model, lineage=lineage, passthrough=passthrough)
         except MlopsRayError as e:
             self.load_error = e
             return

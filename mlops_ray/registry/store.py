@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ray.exceptions import RegistryError
@@ -38,6 +39,17 @@ def mlflow_errors(action: str, runtime: Runtime) -> Iterator[None]:
     except OSError as e:  # requests' ConnectionError/Timeout are OSErrors
         raise RegistryError(f"{action} failed: MLflow at {runtime.tracking_uri} is not reachable ({e}). "
                             "Start the server or unset MLFLOW_TRACKING_URI to use the local SQLite store") from e
+
+
+def missing_local_store(runtime: Runtime) -> str | None:
+    """The SQLite file of a local store that does not exist yet (None: it exists, or the store is remote).
+
+    Read-only commands check this first: MLflow creates an empty store on first contact.
+    """
+    prefix = "sqlite:///"
+    if runtime.tracking_uri.startswith(prefix) and not Path(runtime.tracking_uri[len(prefix):]).is_file():
+        return runtime.tracking_uri[len(prefix):]
+    return None
 
 
 def check_reachable(runtime: Runtime | str, timeout_s: float = 5.0) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from mlops_ray.config import PipelineConfig
 from mlops_ray.exceptions import ServeError
 from mlops_ray.runtime import Runtime, env
+from mlops_ray.serve.rollout import check_canary_pct
 
 ENDPOINT_FILE = "endpoint.json"
 ROUTE_TIMEOUT_S = 180.0  # the ingress asks a new version for its metadata: its replicas must be up
@@ -155,8 +156,7 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
 
     t0 = time.perf_counter()
     name = model or cfg.model_name
-    if canary_pct is not None and not 0 < canary_pct <= 100:
-        raise ServeError(f"the canary's traffic share must be in (0, 100], got {canary_pct:g}")
+    check_canary_pct(canary_pct)  # here too, before anything starts: the ingress checks it only at the end
     # Everything that can be checked without Ray first: a typo must not leave a head running.
     if source is None:
         source, version = resolve_source(runtime, name, version, alias)
@@ -212,8 +212,7 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
 def _wait_deleted(app: str, apps: dict[str, Any], timeout_s: float = 120.0) -> bool:
     """Wait for an application Serve is deleting to be gone (its replicas may take seconds to stop); True if
     there was one. Deploying it again meanwhile would find it listed and route to nothing."""
-    status = apps.get(app)
-    if status is None or str(getattr(status, "status", "")) not in ("DELETING", "ApplicationStatus.DELETING"):
+    if getattr(apps.get(app), "status", None) != "DELETING":  # ApplicationStatus is a str enum
         return False
     deadline = time.monotonic() + timeout_s
     while app in _apps():

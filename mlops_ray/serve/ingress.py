@@ -261,7 +261,7 @@ class Ingress:
             # A name this ingress does not serve is counted under one label: clients must not be able to
             # grow the metric's label set (one series per made-up name).
             label = name if name in self.models else ("" if name is None else "<unknown>")
-            self.metrics.observe(label or "", version or "", proto, e.status, time.perf_counter() - t0)
+            self.metrics.observe(label, version or "", proto, e.status, time.perf_counter() - t0)
             return self._reply(e.status, e.to_dict(), rid, had, name, version)
         except Exception as e:
             logger.exception("predict failed (request %s)", rid)

@@ -17,6 +17,12 @@ Phase = Literal["stable", "canary"]
 MAX_DECISIONS = 50
 
 
+
+def check_canary_pct(pct: float | None, what: str = "the canary") -> None:
+    """A first canary share is a traffic share in (0, 100] (None: the configured first step)."""
+    if pct is not None and not 0 < pct <= 100:
+        raise ServeError(f"{what} must be a traffic share in (0, 100], got {pct:g}")
+
 @dataclass
 class Decision:
     """One transition of the rollout, with the reason a user reads in `mlops-ray status`."""
@@ -82,8 +88,7 @@ class Rollout:
             )
         if version == self.stable:
             return self._record(now, "deploy", version, f"version {version} already serves all traffic")
-        if canary_pct is not None and not 0 < canary_pct <= 100:
-            raise ServeError(f"canary percentage must be in (0, 100], got {canary_pct}")
+        check_canary_pct(canary_pct)
         if self.stable is None or canary_pct == 100:
             self.previous, self.stable = self.stable, version
             why = "first version: all traffic" if self.previous is None else "direct switch (canary 100%)"
