@@ -53,7 +53,6 @@ class Part:
 class ParquetInput:
     """What the driver learnt from the files' footers: no row is read."""
 
-    root: str
     files: list[str]
     row_group_rows: list[list[int]]
     columns: list[str]
@@ -159,7 +158,7 @@ def inspect_input(path: str, threads: int = 16) -> ParquetInput:
 
     with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
         row_group_rows = list(pool.map(footer, files))
-    return ParquetInput(root=root, files=files, row_group_rows=row_group_rows, columns=list(dataset.schema.names))
+    return ParquetInput(files=files, row_group_rows=row_group_rows, columns=list(dataset.schema.names))
 
 
 def score_part(part: Part, score: Callable[[pa.Table], pa.Table], *, columns: Sequence[str], batch_size: int,
