@@ -81,6 +81,8 @@ class SchemaSpec(_Spec):
     unknown_columns: Literal["error", "drop"] = "drop"
     # What a float NaN in the input means: a missing value (pandas' convention) or a rejected row.
     nan: Literal["missing", "reject"] = "missing"
+    # A CSV line with more or fewer fields than its header: a rejected row (malformed_line) or an error.
+    malformed_lines: Literal["reject", "error"] = "reject"
 
 
 MissingStrategy = Literal["median", "mean", "most_frequent", "constant", "drop", "none"]

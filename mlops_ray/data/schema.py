@@ -14,9 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlops_ray.data.csv_reader import RAW_LINE
 from mlops_ray.exceptions import SchemaError
 
 REJECT_REASON = "_reject_reason"
+MALFORMED_LINE = "malformed_line"
 NUMERIC_TYPES = ("float", "int", "bool")
 CATEGORICAL_TYPES = ("str", "category")
 # Text that parses as a number: decimal, exponent, and the usual spellings of inf/nan.
@@ -189,6 +191,8 @@ def validate_batch(batch: pa.Table, schema: Schema) -> tuple[pa.Table, pa.Table]
     """(clean rows typed per the schema, rejected rows as text with ``_reject_reason``)."""
     n = batch.num_rows
     reasons = _Reasons(n)
+    if RAW_LINE in batch.column_names:  # a CSV line of the wrong field count (csv_reader.py): its columns are null
+        reasons.add(pc.is_valid(batch.column(RAW_LINE)), MALFORMED_LINE)
     out: dict[str, pa.Array] = {}
     for col in schema.columns:
         is_target = col.name == schema.target

@@ -109,6 +109,10 @@ def resolve_files(path: str, fmt: Literal["auto", "csv", "parquet"] = "auto") ->
     return files, formats.pop()  # type: ignore[return-value]
 
 
+def _skip(row: object) -> str:
+    return "skip"
+
+
 def read_file_schema(path: str, fmt: Format) -> pa.Schema:
     """The file's columns and types from its footer (Parquet) or first block (CSV)."""
     if os.path.getsize(path) == 0:
@@ -123,7 +127,8 @@ def read_file_schema(path: str, fmt: Format) -> pa.Schema:
     import pyarrow.csv as pacsv
 
     try:
-        reader = pacsv.open_csv(path)
+        # Lines of the wrong field count are the data stage's rejects (csv_reader.py), not a header problem.
+        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=_skip))
         schema = reader.schema
         reader.close()
     except (pa.ArrowInvalid, OSError) as e:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from mlops_ray.data import blocks
 from mlops_ray.data.clean import make_plan
+from mlops_ray.data.csv_reader import MalformedLines, read_csv_dataset
 from mlops_ray.data.fitting import (
     build_reference,
     categorical_entry,
@@ -51,18 +52,18 @@ OUTPUTS = ("train", "holdout", "holdout_raw", "_rejects_parts")
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _read(source: Source, schema: Schema) -> ray.data.Dataset:
+def _read(source: Source, malformed: MalformedLines) -> ray.data.Dataset:
     import ray.data
 
     if source.format == "bundled":
         assert source.frame is not None
         return ray.data.from_arrow(pa.Table.from_pandas(source.frame, preserve_index=False))
-    # One read task per file whenever there are files enough to keep the CPUs busy (or the input is small):
-    # the read then fuses with the pass into one task that streams the file's batches, instead of
-    # splitting blocks into the object store and reading them back (2M rows: several times faster).
-    many = len(source.files) >= MIN_FILES_TO_FUSE or source.total_bytes() < SMALL_INPUT_BYTES
-    blocks_hint = len(source.files) if many else None
     if source.format == "parquet":
+        # One read task per file whenever there are files enough to keep the CPUs busy (or the input is
+        # small): the read then fuses with the pass into one task that streams the file's batches, instead
+        # of splitting blocks into the object store and reading them back (2M rows: several times faster).
+        many = len(source.files) >= MIN_FILES_TO_FUSE or source.total_bytes() < SMALL_INPUT_BYTES
+        blocks_hint = len(source.files) if many else None
         # Ray 2.60's default V2 Parquet reader spent 10-40 s per pass on a one-file input on a loaded 2-core
         # machine (file listing and its own worker start-ups); the V1 reader takes well under a second.
         # The switch is read when the Dataset is built, so it is set for this call only.
@@ -73,15 +74,10 @@ def _read(source: Source, schema: Schema) -> ray.data.Dataset:
             return ray.data.read_parquet(source.files, file_extensions=None, override_num_blocks=blocks_hint)
         finally:
             ctx.use_datasource_v2 = old
-    import pyarrow.csv as pacsv
-
-    # Read every column as text and parse it in validation: a malformed value then rejects one row
-    # instead of failing the file's type inference.
-    text = {name: pa.string() for name in source.all_columns()}
-    return ray.data.read_csv(
-        source.files, file_extensions=None, override_num_blocks=blocks_hint,
-        convert_options=pacsv.ConvertOptions(column_types=text, strings_can_be_null=True),
-    )
+    # Every column is read as text and parsed in validation: a malformed value then rejects one row
+    # instead of failing the file's type inference, and a line of the wrong field count is a reject too.
+    # One task per file, as Ray Data's read_csv (which never splits a CSV file) does.
+    return read_csv_dataset(source.files, source.all_columns(), malformed)
 
 
 def _pack(obj: Any) -> pa.Table:
@@ -209,10 +205,11 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     out_dir = runtime.data_dir / cfg.name
     _prepare_output(out_dir)
     seed, frac = cfg.seed, spec.split.holdout_fraction
+    malformed = spec.schema_.malformed_lines
     timings["inspect"] = time.perf_counter() - t_start
 
     t = time.perf_counter()
-    scan = blocks.merge_scans(_collect(_map(_read(source, schema), _scan, schema=schema, seed=seed,
+    scan = blocks.merge_scans(_collect(_map(_read(source, malformed), _scan, schema=schema, seed=seed,
                                             fraction=frac), "validating and profiling the input (pass 1 of 3)"))
     timings["scan"] = time.perf_counter() - t
     if scan.rows == 0:
@@ -231,7 +228,7 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
 
     t = time.perf_counter()
     prof = blocks.merge_profiles(_collect(_map(
-        _read(source, schema), _profile, schema=schema, plan=plan, seed=seed, fraction=frac, edges=edges,
+        _read(source, malformed), _profile, schema=schema, plan=plan, seed=seed, fraction=frac, edges=edges,
         classification=classification), "computing training statistics (pass 2 of 3)"))
     timings["profile"] = time.perf_counter() - t
     if prof.train_rows == 0:
@@ -241,7 +238,7 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
 
     t = time.perf_counter()
     wrote = blocks.merge_writes(_collect(_map(
-        _read(source, schema), _write, schema=schema, plan=plan, features=features, seed=seed, fraction=frac,
+        _read(source, malformed), _write, schema=schema, plan=plan, features=features, seed=seed, fraction=frac,
         out_dir=str(out_dir)), "cleaning, transforming and writing (pass 3 of 3)"))
     timings["write"] = time.perf_counter() - t
     if wrote.rows != scan.rows:

@@ -128,6 +128,37 @@ def test_bad_rows_are_rejected_with_reasons(ray_session: str, runtime: Runtime, 
     assert "rejected" in format_report(r) and "wrong_type:x" in format_report(r)
 
 
+def test_csv_lines_of_the_wrong_field_count_are_quarantined(ray_session: str, runtime: Runtime,
+                                                            tmp_path: Path) -> None:
+    good = "".join(f"{i}.0,{i % 9},{['red', 'green', 'blue'][i % 3]},{['yes', 'no'][i % 2]}\n" for i in range(40))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("x,n,color,y\n" + good + "1.0,2,red\n" + good + "1.0,2,red,yes,extra\n")
+    (tmp_path / "d" / "b.csv").write_text("x,n,color,y\n" + good)
+    p = prepare(_cfg(str(tmp_path / "d")), runtime)
+    r = p.report
+    # Every line is counted once: 120 good rows, 2 malformed ones rejected with their text and file.
+    assert r.rows_read == 122 and r.rows_clean == 120 and r.rejected_by_reason == {"malformed_line": 2}
+    assert r.reconciles()
+    rejects = pd.read_parquet(r.rejects_path)
+    assert sorted(rejects["_raw_line"]) == ["1.0,2,red", "1.0,2,red,yes,extra"]
+    assert set(rejects["_file"]) == {str(tmp_path / "d" / "a.csv")} and rejects["x"].isna().all()
+    assert set(rejects["_reject_reason"]) == {"malformed_line"}
+    # The same rows without the bad lines: the same data, so the same fingerprint.
+    (tmp_path / "d" / "a.csv").write_text("x,n,color,y\n" + good + good)
+    assert prepare(_cfg(str(tmp_path / "d")), runtime).fingerprint == p.fingerprint
+
+    # Strict mode: the file fails, named, with the line quoted.
+    (tmp_path / "d" / "a.csv").write_text("x,n,color,y\n" + good + "1.0,2,red\n")
+    strict = _cfg(str(tmp_path / "d"), schema={**SCHEMA, "malformed_lines": "error"})
+    with pytest.raises(DataError, match=r"a\.csv cannot be read: .*Expected 4 columns, got 3: 1\.0,2,red"):
+        prepare(strict, runtime)
+    # A header that does not match any line (a wrong delimiter): no valid rows, and the reason says why.
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "c.csv").write_text("x,n,color,y\n" + good.replace(",", ";").replace(";", ",", 1))
+    with pytest.raises(DataError, match=r"no valid training rows .*malformed_line.: 40"):
+        prepare(_cfg(str(tmp_path / "e")), runtime)
+
+
 def test_parquet_nan_inf_and_drop_rules(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
     df = _frame(60)
     x = df["x"].to_numpy(dtype=float).copy()
