@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_ray.serve import protocols
 from mlops_ray.serve.analysis import Thresholds
@@ -52,6 +53,16 @@ def _request_id(request: Request) -> tuple[str, bool]:
     if rid and len(rid) <= 128:
         return rid, True
     return uuid.uuid4().hex, False
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own answers (unknown route, wrong method) in this server's error shape, with a request id."""
+    rid, had = _request_id(request)
+    headers = dict(exc.headers or {})
+    if not had:
+        headers["X-Request-ID"] = rid
+    return JSONResponse({"error": str(exc.detail), "request_id": rid}, status_code=exc.status_code, headers=headers)
 
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},

@@ -171,6 +171,14 @@ def test_unknown_model_is_404(app: SimpleNamespace) -> None:
     assert 'model="<unknown>"' in text and "made-up-" not in text
 
 
+def test_unknown_route_and_wrong_method_carry_a_request_id(app: SimpleNamespace) -> None:
+    r = httpx.get(f"{app.url}/v1/models/{MODEL}/predict", headers=app.auth)
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"] == "Method Not Allowed"
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    r = httpx.get(f"{app.url}/no/such/route", headers={"X-Request-ID": "mine-1"})
+    assert r.status_code == 404 and r.json() == {"error": "Not Found", "request_id": "mine-1"}
+
+
 def test_openapi_docs(app: SimpleNamespace) -> None:
     assert httpx.get(app.url + "/docs").status_code == 200
     paths = httpx.get(app.url + "/openapi.json").json()["paths"]
