@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -55,6 +56,9 @@ def _monitor(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import ConfigError, MonitorError
     from mlops_ray.monitor.run import run_monitor
 
+    if args.name.endswith((".yaml", ".yml")) and os.path.isfile(args.name):
+        raise ConfigError(f"monitor takes the registered model's name, not a config file: mlops-ray monitor NAME "
+                          f"--config {args.name} (the model name is the config's registry.model_name or name)")
     cfg, rt = _load(args)
     every = args.every
     if every is not None and every <= 0 and every != -1.0:  # -1: --every given without SECONDS

@@ -208,6 +208,11 @@ def retrain(
     from mlops_ray.pipeline import connect_for_steps
 
     name = name or cfg.model_name
+    if report is None and not force:  # nothing to decide on: say so before a Ray (or a serving head) starts
+        from mlops_ray.monitor.run import predictions_dir, require_logs
+
+        root = Path(log_dir) if log_dir is not None else predictions_dir(runtime)
+        require_logs(runtime, name, root / name, cfg.monitor.flush_interval_s)
     # With a deploy step: the head that serves the model (a local Ray would exit with us, and its Serve
     # could not bind the port the serving head holds).
     connect_for_steps(runtime, steps or cfg.steps)

@@ -77,6 +77,34 @@ def _model_version(runtime: Runtime, name: str, version: str | None) -> Any | No
         return None
 
 
+def require_logs(runtime: Runtime, name: str, folder: Path, flush_interval_s: float) -> None:
+    """Fail (before any Ray work) when ``folder`` holds no prediction log, saying what is missing."""
+    if folder.is_dir() and logged_versions(folder):
+        return
+    if not _is_registered(runtime, name):
+        raise MonitorError(
+            f"model {name!r} is not registered in {runtime.tracking_uri}: train and register it first "
+            "(mlops-ray run CONFIG), deploy it, and send traffic; then there are predictions to monitor")
+    raise MonitorError(
+        f"no prediction logs for model {name!r} under {folder}: deploy it (mlops-ray deploy) with "
+        f"monitor.sample_rate > 0 and send traffic; replicas flush every {flush_interval_s}s")
+
+
+def _is_registered(runtime: Runtime, name: str) -> bool:
+    """False only when the registry says for certain that it has no model ``name`` (or there is no store)."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_ray.registry.store import missing_local_store
+
+    if missing_local_store(runtime):  # asking MLflow would create an empty store
+        return False
+    try:
+        _client(runtime).get_registered_model(name)
+    except MlflowException as e:
+        return e.error_code != "RESOURCE_DOES_NOT_EXIST"
+    return True
+
+
 def resolve_reference(runtime: Runtime, name: str, version: str, mv: Any | None,
                       reference: ReferenceProfile | Mapping[str, Any] | str | Path | None = None
                       ) -> tuple[ReferenceProfile, str]:
@@ -252,11 +280,7 @@ def run_monitor(
     spec = cfg.monitor if cfg is not None else MonitorSpec()
     root = Path(log_dir) if log_dir is not None else predictions_dir(runtime)
     folder = root / name
-    if not folder.is_dir() or not logged_versions(folder):
-        raise MonitorError(
-            f"no prediction logs for model {name!r} under {folder}: deploy it (mlops-ray deploy) with "
-            f"monitor.sample_rate > 0 and send traffic; replicas flush every {spec.flush_interval_s}s"
-        )
+    require_logs(runtime, name, folder, spec.flush_interval_s)
     mv = _model_version(runtime, name, None if version is None else str(version))
     notes: list[str] = []
     if version is None:

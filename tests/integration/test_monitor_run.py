@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,22 @@ def test_too_few_rows_are_not_judged(ray_session: str, runtime: Runtime, referen
 
 
 def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> None:
+    from mlflow import MlflowClient
+
+    # Never registered: says so (and retrain stops before starting anything, a serving head included).
+    with pytest.raises(MonitorError, match=r"model 'churn' is not registered in sqlite:.*mlops-ray run CONFIG"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
+    assert not (runtime.workdir / "mlflow.db").exists()  # asking did not create a store
+    # A new process (no Ray yet), as a user runs it: the error comes before any Ray or serving head starts.
+    cfg_path = runtime.workdir / "pipe.yaml"
+    cfg_path.write_text("name: churn\nsteps: [data, tune, register, deploy]\ndata:\n  source: {path: x.csv}\n"
+                        "  target: y\n")
+    fresh = runtime.workdir / "fresh"
+    done = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "retrain", str(cfg_path), "--workdir", str(fresh)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "model 'churn' is not registered" in done.stderr, done.stderr
+    assert not (fresh / "serve" / "head.json").exists() and "Ray" not in done.stderr
+    MlflowClient(runtime.tracking_uri).create_registered_model("churn")
     with pytest.raises(MonitorError, match="no prediction logs for model 'churn'"):
         run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
     _log(runtime, _frame(np.random.default_rng(4), 200), version=1)
@@ -143,10 +161,13 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     out = json.loads(capsys.readouterr().out)
     assert out["retrain"] is True and "age" in out["material_features"] and Path(out["report"]).is_file()
     assert main(["monitor", "nobody", "--workdir", str(runtime.workdir)]) == 1
-    assert "no prediction logs for model 'nobody'" in capsys.readouterr().err
+    assert "model 'nobody' is not registered" in capsys.readouterr().err
     # on a schedule a failing run is reported and retried at the next tick
     assert main(["monitor", "nobody", "--workdir", str(runtime.workdir), "--every", "0.1", "--count", "2"]) == 0
-    assert capsys.readouterr().err.count("no prediction logs") == 2
+    assert capsys.readouterr().err.count("is not registered") == 2
+    # a config file where the model name goes: the usage, not "model '...yaml' is not registered"
+    assert main(["monitor", str(cfg_path), "--workdir", str(runtime.workdir)]) == 1
+    assert f"mlops-ray monitor NAME --config {cfg_path}" in capsys.readouterr().err
     assert main([*base, "--every", "0.1", "--count", "2", "--fail-on-retrain"]) == 3
     assert capsys.readouterr().out.count("decision: RETRAIN") == 2
 
