@@ -240,8 +240,9 @@ class TuneSpec(_Spec):
             if kind in ("uniform", "loguniform", "randint"):
                 numbers = isinstance(arg, list | tuple) and len(arg) == 2 and all(
                     isinstance(x, int | float) and not isinstance(x, bool) for x in arg)
-                if not numbers or arg[0] >= arg[1]:
-                    raise ValueError(f"parameter {name!r}: {kind} needs [low, high], two numbers with low < high, "
+                op = "<=" if kind == "randint" else "<"  # randint's bounds are inclusive: [2, 2] is 2
+                if not numbers or arg[0] > arg[1] or (arg[0] == arg[1] and op == "<"):
+                    raise ValueError(f"parameter {name!r}: {kind} needs [low, high], two numbers with low {op} high, "
                                      f"got {arg!r}")
                 if kind == "loguniform" and arg[0] <= 0:
                     raise ValueError(f"parameter {name!r}: loguniform needs low > 0, got {arg[0]!r}")

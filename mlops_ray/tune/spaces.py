@@ -80,8 +80,8 @@ def parse_space(search_space: dict[str, Any]) -> list[ParamDomain]:
             low, high = arg
             if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (low, high)):
                 raise SearchSpaceError(f"{where} bounds must be numbers, got {arg!r}")
-            if low >= high:
-                raise SearchSpaceError(f"{where} needs low < high, got {arg!r}")
+            if low > high or (low == high and kind != "randint"):  # randint's bounds are inclusive: [2, 2] is 2
+                raise SearchSpaceError(f"{where} needs low {'<=' if kind == 'randint' else '<'} high, got {arg!r}")
             if kind == "loguniform" and low <= 0:
                 raise SearchSpaceError(f"{where} needs low > 0, got {low!r}")
             if kind == "randint" and (int(low) != low or int(high) != high):

@@ -35,8 +35,11 @@ def test_bad_search_space_names_the_parameter() -> None:
         parse_config(_base(tune={"search_space": {"max_depth": {"grdi": [1, 2]}}}))
     with pytest.raises(ConfigError, match="loguniform needs low > 0"):
         parse_config(_base(tune={"search_space": {"lr": {"loguniform": [0, 1]}}}))
-    with pytest.raises(ConfigError, match="low < high"):
+    with pytest.raises(ConfigError, match="low <= high"):
         parse_config(_base(tune={"search_space": {"n": {"randint": [5, 1]}}}))
+    with pytest.raises(ConfigError, match="low < high"):
+        parse_config(_base(tune={"search_space": {"C": {"uniform": [1, 1]}}}))
+    parse_config(_base(tune={"search_space": {"n": {"randint": [2, 2]}}}))  # inclusive bounds: the value 2
     with pytest.raises(ConfigError, match="two numbers"):  # was a TypeError traceback
         parse_config(_base(tune={"search_space": {"C": {"uniform": ["a", 2]}}}))
     # A bad value inside a kind is reported against that kind alone: one line, not one per kind.

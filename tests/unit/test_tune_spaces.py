@@ -50,6 +50,10 @@ def test_to_tune_grid_enumerates_choices_and_small_randint() -> None:
     assert space == {"a": {"grid_search": [2, 1]}, "b": {"grid_search": ["z", "y", "x"]},
                      "c": {"grid_search": [2, 1, 0]}}
     assert count_trials(_domains({"a": {"grid": [1, 2]}, "b": {"choice": ["x", "y", "z"]}}), "grid", 2) == 12
+    # randint's bounds are inclusive, so [2, 2] is one value: a grid of one, and Tune's [2, 3) when sampled.
+    assert to_tune(_domains({"k": {"randint": [2, 2]}}), "grid") == {"k": {"grid_search": [2]}}
+    sampled = to_tune(_domains({"k": {"randint": [2, 2]}}), "random")["k"]
+    assert (sampled.lower, sampled.upper) == (2, 3)
 
 
 def test_to_tune_optuna_turns_grids_into_categoricals() -> None:
