@@ -75,6 +75,8 @@ def test_registry_commands_do_not_create_a_store_by_reading(tmp_path: Path, caps
 def test_status_without_any_head_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster named: only this workdir's head counts
+    # As in a fresh CLI process, whatever earlier tests left connected in this one.
+    monkeypatch.setattr("ray.is_initialized", lambda: False)
     assert main(["status", "--workdir", str(tmp_path)]) == 1
     assert "run `mlops-ray deploy` first" in capsys.readouterr().err
 
