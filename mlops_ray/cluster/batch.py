@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mlops_ray.cluster.scoring import PartScorer, check_input_columns, output_columns
-from mlops_ray.exceptions import ClusterError, MlopsRayError, RegistryError
+from mlops_ray.exceptions import ClusterError, RegistryError
+from mlops_ray.ray_errors import own_error, quiet_task_errors
 from mlops_ray.registry.uris import parse_model_uri
 
 if TYPE_CHECKING:
@@ -84,23 +85,6 @@ def check_fits(cluster_cpus: float, cluster_gpus: float, concurrency: int, num_c
     if concurrency * num_gpus > cluster_gpus + 1e-9:
         raise ClusterError(f"{concurrency} scoring actors x {num_gpus} GPU need {concurrency * num_gpus:g} GPUs but "
                            f"the cluster has {cluster_gpus:g}: lower concurrency or num_gpus")
-
-
-def _user_error(error: BaseException) -> MlopsRayError | None:
-    """The package's own error that a scoring actor raised, dug out of Ray's wrappers (None: a Ray failure)."""
-    from ray.exceptions import RayError
-
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [error]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, MlopsRayError) and not isinstance(e, RayError):  # not Ray's RayTaskError(<ours>) mix
-            return e
-        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
-    return None
 
 
 def batch_predict(
@@ -231,10 +215,11 @@ def _score(input_path: str, output_path: str, *, inp: ParquetInput, out_fs: Any,
         # The actor's own exception (DataError, RegistryError), not a UserCodeException that lost its cause.
         ds.context.raise_original_map_exception = True
         try:
-            done = ds.map_batches(PartScorer, fn_constructor_kwargs=ctor, batch_size=1, compute=pool,
-                                  num_cpus=num_cpus, num_gpus=num_gpus or None).take_all()
+            with quiet_task_errors():
+                done = ds.map_batches(PartScorer, fn_constructor_kwargs=ctor, batch_size=1, compute=pool,
+                                      num_cpus=num_cpus, num_gpus=num_gpus or None).take_all()
         except Exception as e:
-            own = _user_error(e)
+            own = own_error(e)
             if isinstance(own, RegistryError):
                 raise RegistryError(f"the model did not load, so no row was scored: {own}") from e
             if own is not None:

@@ -35,7 +35,8 @@ from mlops_ray.data.hashing import assign_folds
 from mlops_ray.data.prepared import DataReport, PreparedData
 from mlops_ray.data.schema import REJECT_REASON, Schema, check_columns, schema_from_spec
 from mlops_ray.data.sources import Source, resolve_source
-from mlops_ray.exceptions import DataError, MlopsRayError, SchemaError
+from mlops_ray.exceptions import DataError, SchemaError
+from mlops_ray.ray_errors import own_error, quiet_task_errors
 
 if TYPE_CHECKING:
     import ray.data
@@ -86,15 +87,16 @@ def _pack(obj: Any) -> pa.Table:
 
 def _collect(ds: ray.data.Dataset, what: str) -> list[Any]:
     try:
-        rows = ds.take_all()
-    except MlopsRayError:
-        raise
+        with quiet_task_errors():
+            rows = ds.take_all()
     except Exception as e:
+        own = own_error(e)  # ours (raised in a task, or here): as raised, without Ray's wrapping
+        if own is not None:
+            raise own from None
         cause = _root_cause(e)
-        if isinstance(cause, MlopsRayError):
-            raise cause from e
-        raise DataError(f"the data stage failed while {what}: {type(cause).__name__}: {cause}. A corrupt or "
-                        "unreadable input file is the usual cause; the message above names it.") from e
+        detail = str(cause).split("\n")[0].split("Failed to apply")[0]
+        raise DataError(f"the data stage failed while {what}: {type(cause).__name__}: {detail}. A corrupt or "
+                        "unreadable input file is the usual cause; the full error is in Ray Data's log") from e
     return [pickle.loads(r["partial"]) for r in rows]
 
 

@@ -83,6 +83,9 @@ def score(name: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray |
             return float(skm.roc_auc_score(y_true, proba[:, 1]))
         # One-vs-rest over the classes present in this fold, weighted by their frequency.
         p = p / p.sum(axis=1, keepdims=True)
+        if len(present) == 2:  # a fold holding two of k classes (a rare class): binary AUC between those two
+            q = p[:, present]
+            return float(skm.roc_auc_score(y_true == present[1], q[:, 1] / q.sum(axis=1)))
         return float(skm.roc_auc_score(y_true, p[:, present] / p[:, present].sum(axis=1, keepdims=True),
                                        multi_class="ovr", labels=present, average="weighted"))
     if name == "r2":

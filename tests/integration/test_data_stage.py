@@ -150,8 +150,11 @@ def test_csv_lines_of_the_wrong_field_count_are_quarantined(ray_session: str, ru
     # Strict mode: the file fails, named, with the line quoted.
     (tmp_path / "d" / "a.csv").write_text("x,n,color,y\n" + good + "1.0,2,red\n")
     strict = _cfg(str(tmp_path / "d"), schema={**SCHEMA, "malformed_lines": "error"})
-    with pytest.raises(DataError, match=r"a\.csv cannot be read: .*Expected 4 columns, got 3: 1\.0,2,red"):
+    with pytest.raises(DataError, match=r"a\.csv cannot be read: .*Expected 4 columns, got 3: 1\.0,2,red") as err:
         prepare(strict, runtime)
+    # The error as raised in the read task: not Ray's RayTaskError(DataError) with the worker's traceback,
+    # nor Ray Data's retry advice appended.
+    assert type(err.value) is DataError and "Traceback" not in str(err.value) and "Failed to" not in str(err.value)
     # A header that does not match any line (a wrong delimiter): no valid rows, and the reason says why.
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "c.csv").write_text("x,n,color,y\n" + good.replace(",", ";").replace(";", ",", 1))

@@ -51,3 +51,12 @@ def test_probability_metrics_need_proba() -> None:
     assert set(score_all("classification", np.array([0, 1]), np.array([0, 1]), None)) == {"accuracy", "f1_macro"}
     with pytest.raises(TuneError, match="needs predict_proba"):
         score("roc_auc", np.array([0, 1]), np.array([0, 1]), None)
+
+
+def test_multiclass_fold_holding_two_of_three_classes() -> None:
+    # A rare third class can be absent from a fold: every metric still scores it (was a ValueError).
+    y = np.array([0, 0, 1, 1, 0, 1])
+    proba = np.array([[.7, .2, .1], [.5, .3, .2], [.2, .7, .1], [.3, .4, .3], [.6, .3, .1], [.1, .8, .1]])
+    out = score_all("classification", y, proba.argmax(axis=1), proba, n_classes=3)
+    assert out["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1] / proba[:, :2].sum(axis=1)))
+    assert out["roc_auc"] == 1.0 and out["accuracy"] == 1.0 and np.isfinite(out["log_loss"])
