@@ -26,10 +26,9 @@ from mlops_ray.data.clean import CleaningPlan, apply_plan, dropped_reasons
 from mlops_ray.data.features import FeaturePipeline
 from mlops_ray.data.fitting import bin_counts
 from mlops_ray.data.hashing import FingerprintPartial, holdout_mask, row_hashes
-from mlops_ray.data.schema import REJECT_REASON, Schema, validate_batch
+from mlops_ray.data.schema import REJECT_REASON, ROW_HASH, Schema, validate_batch
 from mlops_ray.data.stats import ColumnStats, Counts, Moments, merge_column_stats, numeric_partial
 
-ROW_HASH = "_row_hash"
 SAMPLE_ROWS = 5
 
 

@@ -9,12 +9,12 @@ values are counted apart. See docs/data.md for the full format.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from mlops_ray.config import FeaturesSpec
+from mlops_ray.config import CategoricalTransform, FeaturesSpec, NumericTransform
 from mlops_ray.data.clean import CleaningPlan
 from mlops_ray.data.features import CategoricalFeature, FeaturePipeline, NumericFeature, scale_params
 from mlops_ray.data.schema import Schema
@@ -27,10 +27,27 @@ from mlops_ray.data.stats import (
     numeric_partial,
     quantiles,
 )
+from mlops_ray.exceptions import SchemaError
 
 PROFILE_FORMAT = "mlops_ray.reference/1"
 REFERENCE_BINS = 20
 _PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def check_feature_spec(schema: Schema, spec: FeaturesSpec) -> None:
+    """Refuse ``data.features.columns`` entries that name no feature or give a column the wrong transform kind."""
+    features = {c.name: c for c in schema.features}
+    unknown = sorted(set(spec.columns) - set(features))
+    if unknown:
+        raise SchemaError(f"data.features.columns names {unknown}, which are not feature columns (features: "
+                          f"{', '.join(features)}); fix the names")
+    for name, transform in spec.columns.items():
+        numeric = features[name].is_numeric
+        allowed = get_args(NumericTransform) if numeric else get_args(CategoricalTransform)
+        if transform not in allowed:
+            kind = "numeric" if numeric else "categorical"
+            raise SchemaError(f"data.features.columns.{name}: {transform!r} does not apply to {kind} column "
+                              f"{name!r}; use one of {', '.join(allowed)}")
 
 
 def fit_features(

@@ -14,11 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlops_ray.data.csv_reader import RAW_LINE
+from mlops_ray.data.csv_reader import FILE, RAW_LINE
 from mlops_ray.exceptions import SchemaError
 
 REJECT_REASON = "_reject_reason"
 MALFORMED_LINE = "malformed_line"
+ROW_HASH = "_row_hash"
+# Names the stage's outputs use: an input column of the same name would be overwritten or misread.
+RESERVED_COLUMNS = (REJECT_REASON, ROW_HASH, RAW_LINE, FILE)
+NUMERIC_SHARE = 0.95  # text columns whose values are at least this share numbers are numbers (inference)
 NUMERIC_TYPES = ("float", "int", "bool")
 CATEGORICAL_TYPES = ("str", "category")
 # Text that parses as a number: decimal, exponent, and the usual spellings of inf/nan.
@@ -95,17 +99,32 @@ def infer_column(name: str, dtype: pa.DataType, *, is_target: bool = False) -> C
     return Column(name=name, type=kind, required=True, nullable=not is_target)
 
 
+def mostly_numeric(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """True when at least NUMERIC_SHARE of the non-empty text values parse as numbers."""
+    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    present = pc.sum(pc.fill_null(pc.not_equal(text, ""), False)).as_py() or 0
+    numbers = pc.sum(pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)).as_py() or 0
+    return present > 0 and numbers >= NUMERIC_SHARE * present
+
+
 def infer_schema(arrow_schema: pa.Schema, target: str, source: str) -> Schema:
-    """Every column of ``arrow_schema`` as a permissive column; the target must be there."""
+    """Every column of ``arrow_schema`` as a permissive column; the target must be there.
+
+    A column without a name (a saved pandas index) is left out: it is listed among the ignored columns.
+    """
     if target not in arrow_schema.names:
         raise SchemaError(f"target column {target!r} not found in {source}; it has {arrow_schema.names}. "
                           "Set data.target to one of them.")
-    cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema)
+    cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema if f.name.strip())
     return Schema(columns=cols, target=target, inferred=True)
 
 
 def check_columns(schema: Schema, available: list[str], source: str) -> list[str]:
     """Raise SchemaError for a missing required column; returns the input columns the schema ignores."""
+    reserved = [c for c in available if c in RESERVED_COLUMNS]
+    if reserved:
+        raise SchemaError(f"column(s) {reserved} in {source} use names the data stage reserves for its outputs "
+                          f"({', '.join(RESERVED_COLUMNS)}); rename them in the input")
     missing = [c.name for c in schema.columns if c.required and c.name not in available]
     if missing:
         raise SchemaError(f"required column(s) {missing} missing in {source}; it has {available}. "

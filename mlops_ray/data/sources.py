@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 import pyarrow as pa
 
+from mlops_ray.data.schema import mostly_numeric
 from mlops_ray.exceptions import DataError
 
 Format = Literal["csv", "parquet"]
@@ -34,8 +35,17 @@ class Source:
     frame: pd.DataFrame | None = None
 
     @property
-    def first_schema(self) -> pa.Schema:
-        return next(iter(self.schemas.values()))
+    def unified_schema(self) -> pa.Schema:
+        """Every file's columns (first-seen order), each with the widest type any file gives it.
+
+        What an undeclared schema is inferred from: whole numbers in one file and decimals in another
+        make a float column, whatever the files' order (the first file alone would reject the decimals).
+        """
+        types: dict[str, list[pa.DataType]] = {}
+        for schema in self.schemas.values():
+            for f in schema:
+                types.setdefault(f.name, []).append(f.type)
+        return pa.schema([pa.field(name, widest_type(ts)) for name, ts in types.items()])
 
     def all_columns(self) -> list[str]:
         names: list[str] = []
@@ -47,6 +57,20 @@ class Source:
         if self.frame is not None:
             return int(self.frame.memory_usage(deep=True).sum())
         return sum(os.path.getsize(f) for f in self.files)
+
+
+def widest_type(types: list[pa.DataType]) -> pa.DataType:
+    """One type that holds every value of ``types``: text over numbers, float over int, int over bool."""
+    if all(t == types[0] for t in types):
+        return types[0]
+    if any(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) for t in types):
+        return pa.string()
+    if all(pa.types.is_integer(t) or pa.types.is_boolean(t) for t in types):
+        return pa.int64()
+    if all(pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+           for t in types):
+        return pa.float64()
+    return types[0]  # e.g. timestamps: inference refuses the type, naming the column
 
 
 def load_bundled(name: str) -> pd.DataFrame:
@@ -130,10 +154,25 @@ def read_file_schema(path: str, fmt: Format) -> pa.Schema:
         # Lines of the wrong field count are the data stage's rejects (csv_reader.py), not a header problem.
         reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=_skip))
         schema = reader.schema
+        try:
+            first = reader.read_next_batch()
+        except StopIteration:
+            first = None
         reader.close()
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"CSV file {path} cannot be parsed ({e}); check its header and delimiter") from e
+    if first is not None:
+        # A stray "?" or "n/a" makes Arrow read a number column as text; one-hot encoding its numbers would
+        # be silent nonsense. Mostly numbers: a float column, whose odd values are rejects (wrong_type).
+        schema = pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_string(f.type)
+                            and mostly_numeric(first.column(i)) else f for i, f in enumerate(schema)])
     return schema
+
+
+def _check_names(path: str, schema: pa.Schema) -> None:
+    dup = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if dup:
+        raise DataError(f"{path} has the column name(s) {dup} more than once; rename them in the file")
 
 
 def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "csv", "parquet"]) -> Source:
@@ -146,4 +185,6 @@ def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "
         raise DataError("data.source needs 'bundled' or 'path'")
     files, resolved = resolve_files(path, fmt)
     schemas = {f: read_file_schema(f, resolved) for f in files}
+    for f, schema in schemas.items():
+        _check_names(f, schema)
     return Source(path, resolved, files=files, schemas=schemas)

@@ -26,6 +26,7 @@ from mlops_ray.data.csv_reader import MalformedLines, read_csv_dataset
 from mlops_ray.data.fitting import (
     build_reference,
     categorical_entry,
+    check_feature_spec,
     fit_features,
     numeric_entry,
     reference_edges,
@@ -200,7 +201,8 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     timings: dict[str, float] = {}
     src = spec.source
     source = resolve_source(src.bundled, cfg.resolve_path(src.path) if src.path else None, src.format)
-    schema = schema_from_spec(spec, source.first_schema, source.description)
+    schema = schema_from_spec(spec, source.unified_schema, source.description)
+    check_feature_spec(schema, spec.features)
     ignored: list[str] = []
     for where, arrow_schema in source.schemas.items():
         ignored += [c for c in check_columns(schema, arrow_schema.names, where) if c not in ignored]
@@ -366,7 +368,8 @@ def format_report(report: DataReport) -> str:
     lines.append(f"  missing filled {filled:>12,}  in {len(report.missing_filled)} column(s)")
     lines.append(f"  outliers       {handled:>12,}  handled in {len(report.outliers_handled)} column(s)")
     if report.columns_ignored:
-        lines.append(f"  ignored columns (not in the schema): {', '.join(report.columns_ignored)}")
+        names = [c if c.strip() else '"" (no name: a saved index?)' for c in report.columns_ignored]
+        lines.append(f"  ignored columns (not in the schema): {', '.join(names)}")
     lines.append(f"  fingerprint    {report.fingerprint}")
     passes = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds_by_pass.items())
     lines.append(f"  time           {report.seconds:.1f}s  ({passes})")

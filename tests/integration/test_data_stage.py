@@ -162,6 +162,41 @@ def test_csv_lines_of_the_wrong_field_count_are_quarantined(ray_session: str, ru
         prepare(_cfg(str(tmp_path / "e")), runtime)
 
 
+def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
+    def infer(path: Path, **data: Any) -> Any:
+        return prepare(parse_config({"name": "inf", "seed": 3, "data": {"source": {"path": str(path)}, "target": "y",
+                                                                         "split": {"folds": 3}, **data}}), runtime)
+
+    rng = np.random.default_rng(1)
+    whole = pd.DataFrame({"amount": rng.integers(0, 50, 60), "y": rng.choice(["a", "b"], 60)})
+    decimals = pd.DataFrame({"amount": rng.uniform(0, 50, 60).round(2), "y": rng.choice(["a", "b"], 60)})
+    # Whole numbers in the first file, decimals in the second (and the other way round): one float column.
+    for first, second in ((whole, decimals), (decimals, whole)):
+        (tmp_path / "f").mkdir(exist_ok=True)
+        first.to_csv(tmp_path / "f" / "1.csv", index=False)
+        second.to_csv(tmp_path / "f" / "2.csv", index=False)
+        p = infer(tmp_path / "f")
+        assert p.report.rows_rejected == 0 and p.features.feature_names_out == ["amount"]
+    # One stray "?" in a number column: still a number column, and that row is a reject with its reason.
+    text = decimals.astype(str)
+    text.loc[7, "amount"] = "?"
+    text.to_csv(tmp_path / "q.csv", index=True)  # with pandas' unnamed index column
+    p = infer(tmp_path / "q.csv")
+    assert p.features.feature_names_out == ["amount"] and p.report.rejected_by_reason == {"wrong_type:amount": 1}
+    assert p.report.columns_ignored == [""] and "no name: a saved index?" in format_report(p.report)
+    # Input that cannot be read right: said before any work, naming the file and the column.
+    (tmp_path / "dup.csv").write_text("x,x,y\n1,2,a\n3,4,b\n")
+    with pytest.raises(DataError, match=r"dup\.csv has the column name\(s\) \['x'\] more than once"):
+        infer(tmp_path / "dup.csv")
+    whole.assign(_row_hash=1).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(SchemaError, match=r"\['_row_hash'\] in .*r\.csv use names the data stage reserves"):
+        infer(tmp_path / "r.csv")
+    with pytest.raises(SchemaError, match=r"data\.features\.columns names \['amuont'\], which are not feature"):
+        infer(tmp_path / "f", features={"columns": {"amuont": "minmax"}})
+    with pytest.raises(SchemaError, match=r"'onehot' does not apply to numeric column 'amount'"):
+        infer(tmp_path / "f", features={"columns": {"amount": "onehot"}})
+
+
 def test_parquet_nan_inf_and_drop_rules(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
     df = _frame(60)
     x = df["x"].to_numpy(dtype=float).copy()
