@@ -239,6 +239,11 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
         raise DataError("the cleaning rules dropped every training row; relax data.clean (drop strategies)")
     features = fit_features(schema, plan, prof.cleaned, scan.numeric, prof.categories, spec.features,
                             task, classes)  # type: ignore[arg-type]
+    names = features.feature_names_out
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:  # a column "cat=a" beside category "a" of column "cat": one would overwrite the other
+        raise SchemaError(f"feature name(s) {clash} come out twice (a column's name equals a one-hot column "
+                          "<column>=<category>); rename the input column")
 
     t = time.perf_counter()
     wrote = blocks.merge_writes(_collect(_map(
@@ -325,6 +330,10 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
     h = train.column(blocks.ROW_HASH).to_numpy()
     strata = y_train if features.task == "classification" and cfg.data.split.stratify else None
     folds = assign_folds(h, cfg.data.split.folds, cfg.seed, strata)
+    filled = len(np.unique(folds))
+    if filled < cfg.data.split.folds:  # CV would quietly run on fewer folds than asked
+        raise DataError(f"only {filled} of the {cfg.data.split.folds} folds (data.split.folds) hold training rows "
+                        f"({len(folds)} rows in all); add rows or lower data.split.folds")
     holdout = _read_folder(out_dir / "holdout")
     raw = _read_folder(out_dir / "holdout_raw")
     hashes = np.zeros(0, dtype=np.uint64)

@@ -109,7 +109,9 @@ def _check_task(cls: type, path: str, task: str) -> None:
         pass
     if est_type == "classifier" and task == "regression":
         raise TuneError(f"tune.model.estimator {path!r} is a classifier but the task is regression; "
-                        "pick a regressor (e.g. sklearn.ensemble.RandomForestRegressor)")
+                        "pick a regressor (e.g. sklearn.ensemble.RandomForestRegressor), or, if the target holds "
+                        "class labels (a 0/1 column with missing values reads as float), set data.task: "
+                        "classification")
     if est_type == "regressor" and task == "classification":
         raise TuneError(f"tune.model.estimator {path!r} is a regressor but the task is classification; "
                         "pick a classifier (e.g. sklearn.ensemble.RandomForestClassifier)")

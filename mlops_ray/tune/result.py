@@ -72,7 +72,8 @@ def format_result(result: SearchResult) -> str:
     for t in result.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
     cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(result.best_config.items())) or "(estimator defaults)"
-    holdout = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.holdout_metrics.items()))
+    holdout = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.holdout_metrics.items())) or \
+        "none (no holdout rows: raise data.split.holdout_fraction or add rows)"
     lines = [
         f"search: {len(result.trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) "
         f"in {result.seconds:.1f}s{' (resumed)' if result.resumed else ''}",

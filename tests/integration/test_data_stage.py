@@ -195,6 +195,16 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
         infer(tmp_path / "f", features={"columns": {"amuont": "minmax"}})
     with pytest.raises(SchemaError, match=r"'onehot' does not apply to numeric column 'amount'"):
         infer(tmp_path / "f", features={"columns": {"amount": "onehot"}})
+    # A number column named like a one-hot output of another column would overwrite it.
+    pd.DataFrame({"cat=a": rng.uniform(0, 1, 60), "cat": rng.choice(["a", "b"], 60),
+                  "y": rng.choice(["a", "b"], 60)}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(SchemaError, match=r"feature name\(s\) \['cat=a'\] come out twice"):
+        infer(tmp_path / "c.csv")
+    # Fewer training rows than folds: said, rather than a CV over the folds that happen to have rows.
+    whole.head(4).to_csv(tmp_path / "few.csv", index=False)
+    with pytest.raises(DataError, match=r"only \d of the 5 folds \(data\.split\.folds\) hold training rows"):
+        prepare(parse_config({"name": "few", "data": {"source": {"path": str(tmp_path / "few.csv")}, "target": "y",
+                                                     "split": {"folds": 5, "holdout_fraction": 0.05}}}), runtime)
 
 
 def test_parquet_nan_inf_and_drop_rules(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:

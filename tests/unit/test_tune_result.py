@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlops_ray.tune.plots import plot_scores
-from mlops_ray.tune.result import TrialSummary, pick_best
+from mlops_ray.tune.result import SearchResult, TrialSummary, format_result, pick_best
 from mlops_ray.tune.tracking import trial_index, trial_status
 
 
@@ -37,3 +37,13 @@ def test_plots_score_per_trial_and_per_parameter(tmp_path: Path) -> None:
     names = sorted(p.name for p in paths)
     assert names == ["score_per_trial.png", "score_vs_C.png", "score_vs_depth.png", "score_vs_kernel.png"]
     assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_result_says_when_there_was_no_holdout() -> None:
+    def result(holdout: dict[str, float]) -> SearchResult:
+        return SearchResult(model=None, best_config={"C": 1.0}, best_trial_id="abc_00000", cv_mean=0.9,  # type: ignore[arg-type]
+                            cv_std=0.01, metric="accuracy", mode="max", holdout_metrics=holdout, parent_run_id="r",
+                            experiment_id="1", trials=[_t(0, 0.9)], search_settings={}, experiment_path="/x")
+
+    assert "holdout: accuracy=0.8000" in format_result(result({"accuracy": 0.8}))
+    assert "holdout: none (no holdout rows: raise data.split.holdout_fraction" in format_result(result({}))
