@@ -75,6 +75,9 @@ def run_pipeline(
     if any(s in todo for s in ("tune", "register", "deploy")) and "data" not in todo:
         todo.insert(0, "data")  # later steps need the prepared data (and its fingerprint)
     result = PipelineResult(config_hash=cfg.config_hash(), steps=todo)
+    from mlops_ray import data
+
+    data.check_input(cfg)  # a wrong path fails before a Ray (or a serving head) starts
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)
     configure_mlflow(runtime)
@@ -86,8 +89,6 @@ def run_pipeline(
         result.seconds[step] = time.perf_counter() - t0
         log(f"[{step}] done in {result.seconds[step]:.1f}s")
         return out
-
-    from mlops_ray import data
 
     result.prepared = prepared = timed("data", lambda: data.prepare(cfg, runtime))
     log(data.format_report(prepared.report))

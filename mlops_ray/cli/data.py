@@ -34,11 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _data(args: argparse.Namespace) -> int:
     if args.config == GENERATE:
         return _generate(args)
-    from mlops_ray.data import format_report, prepare
+    from mlops_ray.data import check_input, format_report, prepare
     from mlops_ray.data.stage import report_dict
     from mlops_ray.runtime import connect_ray
 
     cfg, rt = load(args)
+    check_input(cfg)
     rt.ensure_dirs()
     connect_ray(rt)
     prepared = prepare(cfg, rt, materialize=False)

@@ -3,6 +3,7 @@
 Public API (imported lazily, so that ``import mlops_ray.data`` does not import Ray):
 
 * ``prepare(cfg, runtime, *, materialize=True) -> PreparedData``: the whole stage (Ray connected by the caller).
+* ``check_input(cfg)``: the input files exist (call before starting Ray: a wrong path fails at once).
 * ``format_report(report) -> str``: the summary `mlops-ray data` prints.
 * ``load_bundled(name) -> pandas.DataFrame``: a scikit-learn bundled set, label in column ``target``.
 * ``compute_reference_profile(frame, numeric, categorical, *, target=None, ...) -> dict``: the monitoring
@@ -17,6 +18,7 @@ from mlops_ray._lazy import lazy_exports
 
 _EXPORTS = {
     "prepare": "mlops_ray.data.stage",
+    "check_input": "mlops_ray.data.stage",
     "format_report": "mlops_ray.data.stage",
     "load_bundled": "mlops_ray.data.sources",
     "compute_reference_profile": "mlops_ray.data.fitting",

@@ -35,7 +35,7 @@ from mlops_ray.data.fitting import (
 from mlops_ray.data.hashing import assign_folds
 from mlops_ray.data.prepared import DataReport, PreparedData
 from mlops_ray.data.schema import REJECT_REASON, Schema, check_columns, schema_from_spec
-from mlops_ray.data.sources import Source, resolve_source
+from mlops_ray.data.sources import Source, resolve_files, resolve_source
 from mlops_ray.exceptions import DataError, SchemaError
 from mlops_ray.ray_errors import own_error, quiet_task_errors
 
@@ -188,6 +188,13 @@ def _read_folder(folder: Path) -> pa.Table | None:
 
 
 # ------------------------------------------------------------------------------------------- prepare
+
+
+def check_input(cfg: PipelineConfig) -> None:
+    """Fail at once, before Ray starts, when ``data.source.path`` matches no file of the format."""
+    src = cfg.data.source
+    if src.path:
+        resolve_files(cfg.resolve_path(src.path), src.format)
 
 
 def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) -> PreparedData:
@@ -388,4 +395,4 @@ def format_report(report: DataReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SchemaError", "format_report", "prepare"]
+__all__ = ["SchemaError", "check_input", "format_report", "prepare"]

@@ -311,3 +311,15 @@ def test_other_bundled_sets(ray_session: str, runtime: Runtime, name: str, task:
         assert p.features.classes is None and p.y_train.dtype == np.float64
         tgt = p.reference["target"]
         assert tgt["kind"] == "numeric" and sum(tgt["counts"]) == p.report.rows_train
+
+
+def test_a_wrong_path_fails_before_ray_starts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "p.yaml").write_text("name: np\ndata:\n  source: {path: nothere.csv}\n  target: y\n")
+    for cmd in (["run", str(tmp_path / "p.yaml")], ["data", str(tmp_path / "p.yaml")]):
+        done = subprocess.run([sys.executable, "-m", "mlops_ray.cli", *cmd, "--workdir", str(tmp_path / "w")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "nothere.csv' does not exist" in done.stderr, done.stderr
+        assert "Ray" not in done.stderr and not (tmp_path / "w").exists()
