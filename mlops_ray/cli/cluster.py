@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import socket
+from pathlib import Path
+from typing import Any
 
 from mlops_ray.cli._common import print_json
 
@@ -61,6 +64,27 @@ def _address(args: argparse.Namespace) -> str:
     return address
 
 
+def _this_machines_workdir(cfg: Any, address: str | None, env_vars: dict[str, str]) -> str | None:
+    """The local working directory, absolute, for a job submitted to a Ray on this machine without --workdir.
+
+    The job runs in Ray's temporary copy of the upload: a relative ``./work`` there (the MLflow store, the
+    models) would vanish with it, and the next job would start from an empty registry. On this machine the
+    job can simply use the same directory as the local CLI.
+    """
+    from urllib.parse import urlparse
+
+    from mlops_ray.runtime import env, resolve_runtime
+
+    if "MLOPS_RAY_WORKDIR" in env_vars or not address:
+        return None
+    host = urlparse(address if "://" in address else f"http://{address}").hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1", socket.gethostname()):
+        return None
+    if env("MLOPS_RAY_WORKDIR") is None and cfg.workdir is not None and Path(cfg.workdir).is_absolute():
+        return None  # the config names an absolute place already
+    return str(resolve_runtime(cfg).workdir.resolve())
+
+
 def _split_rest(args: argparse.Namespace) -> list[str]:
     """argparse hands everything after CONFIG to ``rest``: options before ``--`` are ours, the rest the job's."""
     rest = list(args.rest)
@@ -75,7 +99,7 @@ def _submit(args: argparse.Namespace) -> int:
     from mlops_ray.cluster.jobs import JobClient
     from mlops_ray.cluster.spec import build_submission, parse_env_pairs
     from mlops_ray.config import load_config
-    from mlops_ray.runtime import code_version
+    from mlops_ray.runtime import code_version, env
 
     job_args = _split_rest(args)
     cfg = load_config(args.config)  # validate here: a typo should fail now, not after the upload
@@ -84,6 +108,10 @@ def _submit(args: argparse.Namespace) -> int:
         env_vars["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.workdir:
         env_vars["MLOPS_RAY_WORKDIR"] = args.workdir
+    address = args.address or env("RAY_API_SERVER_ADDRESS") or env("RAY_ADDRESS")
+    shared = _this_machines_workdir(cfg, address, env_vars)
+    if shared is not None:
+        env_vars["MLOPS_RAY_WORKDIR"] = shared
     spec = build_submission(
         args.job.replace("-", "_"), args.config, args.working_dir, name=cfg.name, job_args=job_args,
         env_vars=env_vars or None, pip=args.pip or None, submission_id=args.submission_id,
@@ -94,10 +122,11 @@ def _submit(args: argparse.Namespace) -> int:
         print_json({**spec.submit_kwargs(), "ray_job_submit": spec.ray_job_submit_command(
             args.address or "$RAY_ADDRESS")})
         return 0
-    address = _address(args)
-    client = JobClient(address, token_file=args.token_file)
+    client = JobClient(_address(args), token_file=args.token_file)
     job_id = client.submit(spec)
     print(f"submitted {spec.job} job {job_id} to {client.address}")
+    if shared is not None:
+        print(f"  workdir: {shared} (this machine's, shared with the local CLI; --workdir to choose another)")
     print(f"  status: mlops-ray job status {job_id} --address {client.address}")
     print(f"  logs:   mlops-ray job logs {job_id} --address {client.address} --follow")
     if not args.follow:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ray.exceptions import MlopsRayError
+from mlops_ray.exceptions import ClusterError, MlopsRayError
 
 if TYPE_CHECKING:
     from mlops_ray.config import PipelineConfig
@@ -46,7 +46,27 @@ def load_job(args: argparse.Namespace) -> tuple[PipelineConfig, Runtime]:
     if address is None and ray_job_id() is not None and not env("RAY_ADDRESS"):
         address = "auto"
     rt = resolve_runtime(cfg, workdir=args.workdir, address=address)
+    check_workdir_outlives_job(rt)
     return cfg, rt
+
+
+def check_workdir_outlives_job(rt: Runtime, cwd: Path | None = None) -> None:
+    """Refuse a job whose MLflow store would live in Ray's temporary copy of the uploaded directory.
+
+    Under ``ray job submit --working-dir`` the job runs in ``.../runtime_resources/working_dir_files/...``,
+    which Ray deletes; a relative workdir there takes the registry with it, and every later job would
+    register a "first" model against an empty store.
+    """
+    here = (cwd or Path.cwd()).resolve()
+    if "working_dir_files" not in here.parts:
+        return
+    store = rt.tracking_uri.removeprefix("sqlite:///")
+    if store == rt.tracking_uri or not Path(store).resolve().is_relative_to(here):
+        return  # a tracking server, or a store outside the upload: the registry outlives the job
+    raise ClusterError(
+        f"this job's MLflow store would be {store}, inside Ray's temporary copy of the uploaded directory: "
+        "the registry would vanish with the job. Pass a lasting working directory (mlops-ray submit --workdir "
+        "/shared/path, or --env MLOPS_RAY_WORKDIR=...) or a tracking server (--tracking-uri http://...)")
 
 
 def to_jsonable(obj: Any, depth: int = 0) -> Any:

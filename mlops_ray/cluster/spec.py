@@ -61,10 +61,12 @@ class JobSpec:
         import json
 
         env = {k: v for k, v in self.runtime_env.items() if k != "working_dir"}
-        parts = ["ray", "job", "submit", "--address", address, "--submission-id", self.submission_id,
+        parts = ["ray", "job", "submit", "--address", "ADDRESS", "--submission-id", self.submission_id,
                  "--working-dir", str(self.runtime_env.get("working_dir", ".")),
                  "--runtime-env-json", json.dumps(env, sort_keys=True), "--"]
-        return shlex.join(parts) + " " + self.entrypoint
+        # A variable such as $RAY_ADDRESS stays in double quotes, so the pasted line expands it.
+        quoted = f'"{address}"' if re.fullmatch(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", address) else shlex.quote(address)
+        return shlex.join(parts).replace("ADDRESS", quoted, 1) + " " + self.entrypoint
 
 
 def job_script(job: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def test_submit_dry_run_prints_the_submission(capsys: pytest.CaptureFixture[str]
     assert out["runtime_env"]["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
     assert out["submission_id"] == "x1"
     assert out["ray_job_submit"].startswith("ray job submit --address ")
+    if not (os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_API_SERVER_ADDRESS")):
+        assert out["ray_job_submit"].startswith('ray job submit --address "$RAY_ADDRESS" ')  # expands when pasted
 
 
 def test_cli_errors_are_clear(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
@@ -102,3 +105,33 @@ def test_job_scripts_answer_help(job: str) -> None:
                          text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "--config" in out.stdout
+
+
+def test_a_job_on_this_machine_shares_the_local_workdir(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    # Without --workdir the job would keep its MLflow store in Ray's temporary copy of the upload.
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("MLOPS_RAY_WORKDIR", raising=False)
+    assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://127.0.0.1:8265"]) == 0
+    env = json.loads(capsys.readouterr().out)["runtime_env"]["env_vars"]
+    assert env == {"MLOPS_RAY_WORKDIR": str(REPO / "work")}
+    assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://ray-head:8265"]) == 0
+    assert "env_vars" not in json.loads(capsys.readouterr().out)["runtime_env"]  # another machine: its own
+    assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://127.0.0.1:8265",
+                 "--workdir", "/shared/w"]) == 0
+    assert json.loads(capsys.readouterr().out)["runtime_env"]["env_vars"] == {"MLOPS_RAY_WORKDIR": "/shared/w"}
+
+
+def test_a_job_refuses_a_registry_inside_rays_temporary_upload(tmp_path: Path) -> None:
+    from mlops_ray.cluster.entrypoints import check_workdir_outlives_job
+    from mlops_ray.runtime import resolve_runtime
+
+    upload = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    upload.mkdir(parents=True)
+    rt = resolve_runtime(None, workdir=upload / "work", tracking_uri=f"sqlite:///{upload / 'work' / 'mlflow.db'}")
+    with pytest.raises(ClusterError, match=r"inside Ray's temporary copy .* --workdir /shared/path"):
+        check_workdir_outlives_job(rt, cwd=upload)
+    check_workdir_outlives_job(rt, cwd=tmp_path)  # not a Ray upload: a user's own ./work
+    server = resolve_runtime(None, workdir=upload / "work", tracking_uri="http://mlflow:5000")
+    check_workdir_outlives_job(server, cwd=upload)  # the registry lives on the server
+    lasting = resolve_runtime(None, workdir=tmp_path / "shared", tracking_uri=f"sqlite:///{tmp_path}/shared/m.db")
+    check_workdir_outlives_job(lasting, cwd=upload)
