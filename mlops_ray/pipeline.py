@@ -75,9 +75,10 @@ def run_pipeline(
     if any(s in todo for s in ("tune", "register", "deploy")) and "data" not in todo:
         todo.insert(0, "data")  # later steps need the prepared data (and its fingerprint)
     result = PipelineResult(config_hash=cfg.config_hash(), steps=todo)
-    from mlops_ray import data
+    from mlops_ray import data, registry
 
     data.check_input(cfg)  # a wrong path fails before a Ray (or a serving head) starts
+    registry.check_reachable(runtime)  # so does a tracking server that is down (MLflow would retry for minutes)
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)
     configure_mlflow(runtime)
@@ -94,8 +95,6 @@ def run_pipeline(
     log(data.format_report(prepared.report))
 
     if "register" in todo and use_cache and not resume:
-        from mlops_ray import registry
-
         hit = registry.find_cached_registration(runtime, cfg, prepared.fingerprint)
         if hit is not None:
             result.cached["register"] = hit
@@ -111,8 +110,6 @@ def run_pipeline(
         log(tune.format_result(result.search))
 
     if "register" in todo:
-        from mlops_ray import registry
-
         result.registration = timed(
             "register", lambda: registry.register_model(cfg, runtime, result.search, prepared)
         )

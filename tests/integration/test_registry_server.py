@@ -140,6 +140,11 @@ def test_registry_server_down_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
                  lambda: load_fitted_model("models:/down@champion", tracking_uri=down)):
         with pytest.raises(RegistryError, match="not reachable"):
             call()
+    # The pipeline (run, tune, register) checks before Ray and the data step: it used to hang in the search.
+    from mlops_ray.pipeline import run_pipeline
+
+    with pytest.raises(RegistryError, match="not reachable"):
+        run_pipeline(cfg, rt, steps=["data", "tune"], log=lambda _: None)
     assert time.monotonic() - t0 < 30  # fails fast, not after MLflow's retry back-off
     # Nothing was written anywhere: no local fallback store, no version in the real one.
     assert not (tmp_path / "work").exists()
