@@ -11,6 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlops_ray.config import PipelineConfig
@@ -162,6 +163,9 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
         source, version = resolve_source(runtime, name, version, alias)
     elif version is None:
         raise ServeError("deploying from a folder or an object needs a version label: pass version=...")
+    elif isinstance(source, str | Path) and ":/" not in str(source) and not Path(source).is_dir():
+        raise ServeError(f"source {str(source)!r} is not a model folder (no such directory); pass a folder written "
+                         "by save_fitted_model, or a models:/NAME/VERSION URI")
     runtime.serve_dir.mkdir(parents=True, exist_ok=True)
     connect(runtime, start_head=True, fast_mode=fast_mode)
     label = source if isinstance(source, str) else f"<{type(source).__name__}>"
@@ -239,11 +243,13 @@ def _check_same_endpoint(cfg: PipelineConfig, runtime: Runtime, apps: dict[str, 
 
 
 def _app_message(app: str) -> str | None:
-    """The last lines of the error Serve recorded for an application's deployment."""
+    """The error Serve recorded for an application's deployment: its last exception line, without module path."""
     status = _apps().get(app)
     for dep in getattr(status, "deployments", {}).values():
         if dep.message:
-            return "\n".join(dep.message.strip().splitlines()[-3:])
+            lines = [ln.strip() for ln in dep.message.strip().splitlines() if ln.strip()]
+            errors = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupted): ", ln)]
+            return re.sub(r"^mlops_ray(\.\w+)+\.", "", (errors or lines)[-1])
     return getattr(status, "message", None) or None
 
 

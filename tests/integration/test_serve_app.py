@@ -71,6 +71,19 @@ def test_a_deploy_asking_for_another_port_is_refused(app: SimpleNamespace, tmp_p
     assert json.loads((app.rt.serve_dir / "endpoint.json").read_text())["url"] == app.url
 
 
+def test_a_bad_model_folder_is_one_clear_line(app: SimpleNamespace, tmp_path: Path) -> None:
+    from mlops_ray.exceptions import ServeError
+    from mlops_ray.serve import deploy
+
+    with pytest.raises(ServeError, match=r"source '.*nope' is not a model folder"):  # before anything starts
+        deploy(app.cfg, app.rt, model=MODEL, version="8", source=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ServeError, match=r"version 8 of .* did not start: RegistryError: ") as err:
+        deploy(app.cfg, app.rt, model=MODEL, version="8", source=str(tmp_path / "empty"))
+    assert 'File "' not in str(err.value) and "\n" not in str(err.value)  # the error, not Serve's traceback
+    assert post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)}).json()["model_version"] == "1"
+
+
 def test_v1_predict_returns_predictions_probabilities_and_ids(app: SimpleNamespace) -> None:
     r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(3)})
     assert r.status_code == 200, r.text
