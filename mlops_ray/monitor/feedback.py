@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,18 +56,19 @@ def feedback_files(model_folder: Path) -> list[Path]:
 
 
 # Log files never change once renamed into place, so their id sets can be cached by (path, size, mtime).
-_ID_CACHE: dict[tuple[str, int, float], frozenset[str]] = {}
+_ID_CACHE: dict[tuple[str, int, float], dict[str, int]] = {}
 _ID_CACHE_LOCK = threading.Lock()
 
 
-def _ids_in(path: Path) -> frozenset[str]:
+def _ids_in(path: Path) -> dict[str, int]:
+    """Request id -> how many rows of the file carry it (a request with k rows is logged as k rows)."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime)
     with _ID_CACHE_LOCK:
         hit = _ID_CACHE.get(key)
     if hit is not None:
         return hit
-    ids = frozenset(pq.read_table(path, columns=["request_id"]).column("request_id").to_pylist())
+    ids = dict(Counter(pq.read_table(path, columns=["request_id"]).column("request_id").to_pylist()))
     with _ID_CACHE_LOCK:
         if len(_ID_CACHE) > 10_000:
             _ID_CACHE.clear()
@@ -75,13 +77,21 @@ def _ids_in(path: Path) -> frozenset[str]:
 
 
 def known_request_ids(model_folder: Path, wanted: set[str]) -> set[str]:
-    """Which of ``wanted`` appear in any prediction-log file of the model."""
-    found: set[str] = set()
+    """Which of ``wanted`` (plain ids, or ``"<id>#k"`` for row k) have a logged row in the model's log."""
+    rows: dict[str, int] = {}
+    bases = {split_feedback_id(w)[0]: w for w in wanted}
     for f in reversed(log_files(model_folder)):  # newest first: fresh feedback is about fresh requests
-        found |= wanted & _ids_in(f)
-        if found == wanted:
+        counts = _ids_in(f)
+        for base in bases.keys() & counts.keys():
+            rows[base] = rows.get(base, 0) + counts[base]
+        if len(rows) == len(bases):
             break
-    return found
+    known: set[str] = set()
+    for w in wanted:
+        base, row = split_feedback_id(w)
+        if row < rows.get(base, 0):
+            known.add(w)
+    return known
 
 
 def record_feedback(
@@ -123,9 +133,8 @@ def record_feedback(
         os.replace(tmp, final)
     except OSError as e:
         raise MonitorError(f"could not write feedback under {out}: {e}") from e
-    wanted = {split_feedback_id(i)[0] for i in ids}
-    known = known_request_ids(folder, wanted) if folder.exists() else set()
-    unknown = [i for i in dict.fromkeys(ids) if split_feedback_id(i)[0] not in known]
+    known = known_request_ids(folder, set(ids)) if folder.exists() else set()
+    unknown = [i for i in dict.fromkeys(ids) if i not in known]
     return FeedbackResult(accepted=len(ids), unknown_ids=unknown, path=str(final))
 
 

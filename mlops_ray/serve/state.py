@@ -38,7 +38,7 @@ class ModelEntry:
         self.rollout = rollout
         self.versions: dict[str, VersionInfo] = versions or {}
         self.stats: dict[str, WindowStats] = {}
-        self.recent: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[str, list[Any]]] = OrderedDict()  # id -> (version, row predictions)
         self.router = WeightedRouter({"-": 1.0})
         self.schemas: dict[str, InputSchema] = {}
         self.apply()
@@ -60,19 +60,21 @@ class ModelEntry:
         return s
 
     def remember(self, request_id: str, version: str, predictions: list[Any]) -> None:
-        self.recent[request_id] = (version, predictions[0] if len(predictions) == 1 else predictions)
+        self.recent[request_id] = (version, list(predictions))
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
     def feedback(self, request_id: str, label: Any) -> bool:
-        """Score one label against the prediction served for ``request_id``; False when unknown."""
-        hit = self.recent.get(request_id)
-        if hit is None:
-            return False
-        version, pred = hit
-        from mlops_ray.monitor.logger import label_str  # 1, 1.0 and "1" are the same label, as in the monitor
+        """Score one label against the prediction served for ``request_id`` (``"<id>#k"``: its row k, 0-based;
+        the plain id: row 0, as in the monitor's join); False when that row is unknown."""
+        from mlops_ray.monitor.logger import label_str, split_feedback_id  # 1, 1.0 and "1": one label
 
-        self.window(version).record_feedback(label_str(pred) == label_str(label))
+        base, row = split_feedback_id(request_id)
+        hit = self.recent.get(base)
+        if hit is None or row >= len(hit[1]):
+            return False
+        version, preds = hit
+        self.window(version).record_feedback(label_str(preds[row]) == label_str(label))
         return True
 
     def deploy(self, info: VersionInfo, now: float, canary_pct: float | None, steps: list[float] | None) -> Decision:

@@ -214,6 +214,12 @@ def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
     assert fb.status_code == 200 and fb.json()["matched_recent"] == 1
     assert fb.json()["unknown_ids"] == ["never-sent"]  # reported back, not silently ignored
     assert list(Path(app.rt.monitor_dir).rglob("*.parquet"))  # monitor's feedback store got it
+    # A request of three rows: "<id>#k" labels row k, and a row it does not have is unknown, logged or not.
+    three = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(3)}).json()
+    ids = [three["request_id"], f"{three['request_id']}#2", f"{three['request_id']}#5"]
+    fb = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": ids, "labels": [
+        three["predictions"][0], three["predictions"][2], three["predictions"][0]]})
+    assert fb.json()["matched_recent"] == 2 and fb.json()["unknown_ids"] == [ids[2]]
     # A label the model cannot predict would count as a wrong answer and could trigger a retrain: refused.
     bad = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": ["seven"]})
     assert bad.status_code == 422 and "not one of the model's classes" in bad.json()["error"]

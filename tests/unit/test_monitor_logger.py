@@ -176,6 +176,7 @@ def test_multi_row_request_rows_are_addressed_by_index(tmp_path: Path) -> None:
         lg.log([{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], [0, 1, 2], request_ids=["q", "q", "q"])
     assert _read(tmp_path)["row"].tolist() == [0, 1, 2]
     assert record_feedback(tmp_path, ["q", "q#2", "z#1"], [0, 2, 1], model_name="m").unknown_ids == ["z#1"]
+    assert record_feedback(tmp_path, ["q#1", "q#3"], [1, 3], model_name="m").unknown_ids == ["q#3"]  # no row 3
 
 
 def test_feedback_bad_input(tmp_path: Path) -> None:

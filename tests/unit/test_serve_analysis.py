@@ -98,3 +98,7 @@ def test_feedback_scores_the_version_that_answered() -> None:
     e.remember("r1", "1", ["pos"])
     assert e.feedback("r1", "pos") and not e.feedback("nope", "pos")
     assert e.window("1").accuracy == 1.0
+    # A request of three rows: the plain id is its row 0, "<id>#k" its row k, a row it lacks is unknown.
+    e.remember("r2", "1", ["neg", "pos", "neg"])
+    assert e.feedback("r2", "neg") and e.feedback("r2#1", "pos") and e.feedback("r2#2", "neg")
+    assert not e.feedback("r2#3", "neg") and e.window("1").accuracy == 1.0  # was scored against the whole list
