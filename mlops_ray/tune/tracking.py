@@ -281,9 +281,14 @@ def reconcile_children(client: MlflowClient, experiment_id: str, state: Tracking
 def start_parent_run(client: Any, experiment_id: str, state: Any, cfg: PipelineConfig, prepared: PreparedData,
                   settings: dict[str, Any], resume: bool) -> str:
     if resume and state.parent_run_id:
-        client.update_run(state.parent_run_id, status="RUNNING")
-        client.set_tag(state.parent_run_id, "mlops_ray.resumed", "true")
-        return str(state.parent_run_id)
+        rid = state.parent_run_id
+        client.update_run(rid, status="RUNNING")
+        client.set_tag(rid, "mlops_ray.resumed", "true")
+        error = client.get_run(rid).data.tags.get("mlops_ray.error")
+        if error is not None:  # what stopped the earlier attempt is history now, not this run's outcome
+            client.set_tag(rid, "mlops_ray.interrupted_by", error)
+            client.delete_tag(rid, "mlops_ray.error")
+        return str(rid)
     tags = {"mlops_ray.stage": "tune", "mlops_ray.data_fingerprint": prepared.fingerprint,
             "mlops_ray.config_hash": cfg.config_hash(), "mlops_ray.pipeline": cfg.name,
             "mlops_ray.code_version": code_version() or "unknown", "mlops_ray.ray_job_id": ray_job_id() or ""}

@@ -146,4 +146,6 @@ def test_ctrl_c_stops_the_search_without_a_result_and_resume_finishes_it(ray_ses
 
     result = run_search(parse_config(spec), runtime, make_prepared(n=120, n_folds=3), resume=True)
     assert result.resumed and result.n_completed == len(GRID)
-    assert MlflowClient(runtime.tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
+    parent = MlflowClient(runtime.tracking_uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and "mlops_ray.error" not in parent.data.tags  # not a stale failure
+    assert parent.data.tags["mlops_ray.interrupted_by"].startswith("SearchInterrupted")
