@@ -167,8 +167,21 @@ def ray_job_id() -> str | None:
     return os.environ.get("RAY_JOB_SUBMISSION_ID") or os.environ.get("RAY_JOB_ID") or None
 
 
+def package_version() -> str:
+    """This package's installed version (the project's own code is ``code_version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlops-ray")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def code_version(start: str | Path = ".") -> str | None:
-    """The git commit of the code that runs (with ``-dirty`` when the tree has changes), if any."""
+    """The git commit of the project that runs (with ``-dirty`` when the tree has changes), if any.
+
+    A submitted job runs without ``.git``: ``mlops-ray submit`` passes the commit as ``MLOPS_RAY_CODE_VERSION``.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()

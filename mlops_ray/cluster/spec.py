@@ -129,11 +129,14 @@ def build_submission(
         "working_dir": str(wd),
         "excludes": [*DEFAULT_EXCLUDES, *(excludes or [])],
     }
+    env_vars = dict(env_vars or {})
+    if code_version:  # the upload has no .git: the job records this as its code version
+        env_vars.setdefault("MLOPS_RAY_CODE_VERSION", code_version)
     if env_vars:
         bad = [k for k in env_vars if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
         if bad:
             raise ClusterError(f"invalid environment variable names: {bad}; use NAME=VALUE")
-        runtime_env["env_vars"] = dict(env_vars)
+        runtime_env["env_vars"] = env_vars
     if pip:
         runtime_env["pip"] = list(pip)
     metadata = {"mlops_ray.job": job, "mlops_ray.config": rel_cfg, "mlops_ray.pipeline": name}

@@ -30,7 +30,7 @@ from mlops_ray.registry.store import (
     move_aliases,
     restore_aliases,
 )
-from mlops_ray.runtime import Runtime, code_version, ray_job_id
+from mlops_ray.runtime import Runtime, code_version, package_version, ray_job_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -75,6 +75,7 @@ def lineage_tags(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> di
         "config_hash": cfg.config_hash(),
         "train_config_hash": training_config_hash(cfg),
         "code_version": code_version() or "unknown",
+        "mlops_ray_version": package_version(),
         "search_run_id": str(result.parent_run_id),
         "ray_job_id": ray_job_id() or "none",
         "pipeline": cfg.name,

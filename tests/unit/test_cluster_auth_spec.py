@@ -85,14 +85,16 @@ def test_build_submission_train(tmp_path: Path) -> None:
                                             "--steps", "data,tune"]
     assert spec.runtime_env["working_dir"] == str(tmp_path.resolve())
     assert ".venv" in spec.runtime_env["excludes"] and "work" in spec.runtime_env["excludes"]
-    assert spec.runtime_env["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+    # The upload leaves .git behind: the commit travels as an environment variable the job records.
+    assert spec.runtime_env["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000",
+                                            "MLOPS_RAY_CODE_VERSION": "deadbeef"}
     kw = spec.submit_kwargs()
     assert kw["submission_id"] == "abc" and kw["entrypoint_num_cpus"] == 0.5 and "entrypoint_num_gpus" not in kw
     assert kw["metadata"]["mlops_ray.code_version"] == "deadbeef"
     line = spec.ray_job_submit_command("http://h:8265")
     assert line.startswith("ray job submit --address http://h:8265 --submission-id abc --working-dir ")
     env_json = shlex.split(line)[shlex.split(line).index("--runtime-env-json") + 1]
-    assert json.loads(env_json)["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+    assert json.loads(env_json)["env_vars"] == spec.runtime_env["env_vars"]
     assert line.endswith("-- " + spec.entrypoint)
 
 

@@ -74,7 +74,10 @@ def test_submit_dry_run_prints_the_submission(capsys: pytest.CaptureFixture[str]
     out = json.loads(capsys.readouterr().out)
     assert out["entrypoint"] == ("python jobs/batch_predict.py --config examples/breast_cancer.yaml "
                                  "--input data/in --output work/out")
-    assert out["runtime_env"]["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+    env = out["runtime_env"]["env_vars"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # The upload leaves .git behind: the job gets the commit to record as its code version.
+    assert env["MLOPS_RAY_CODE_VERSION"] == out["metadata"]["mlops_ray.code_version"]
     assert out["submission_id"] == "x1"
     assert out["ray_job_submit"].startswith("ray job submit --address ")
     if not (os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_API_SERVER_ADDRESS")):
@@ -113,12 +116,13 @@ def test_a_job_on_this_machine_shares_the_local_workdir(capsys: pytest.CaptureFi
     monkeypatch.delenv("MLOPS_RAY_WORKDIR", raising=False)
     assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://127.0.0.1:8265"]) == 0
     env = json.loads(capsys.readouterr().out)["runtime_env"]["env_vars"]
-    assert env == {"MLOPS_RAY_WORKDIR": str(REPO / "work")}
+    assert env["MLOPS_RAY_WORKDIR"] == str(REPO / "work")
     assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://ray-head:8265"]) == 0
-    assert "env_vars" not in json.loads(capsys.readouterr().out)["runtime_env"]  # another machine: its own
+    env = json.loads(capsys.readouterr().out)["runtime_env"].get("env_vars", {})
+    assert "MLOPS_RAY_WORKDIR" not in env  # another machine: its own
     assert main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--address", "http://127.0.0.1:8265",
                  "--workdir", "/shared/w"]) == 0
-    assert json.loads(capsys.readouterr().out)["runtime_env"]["env_vars"] == {"MLOPS_RAY_WORKDIR": "/shared/w"}
+    assert json.loads(capsys.readouterr().out)["runtime_env"]["env_vars"]["MLOPS_RAY_WORKDIR"] == "/shared/w"
 
 
 def test_a_job_refuses_a_registry_inside_rays_temporary_upload(tmp_path: Path) -> None:
