@@ -123,6 +123,9 @@ def unseen_by_champion(cfg: PipelineConfig, prepared: PreparedData, champion_tag
     return holdout_mask(np.asarray(prepared.holdout_hashes, dtype=np.uint64), int(seed), float(frac))
 
 
+PROMOTE_HINT = "mlops-ray promote {name} VERSION"  # VERSION: filled in once the version is registered
+
+
 def run_gate(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: PreparedData,
              champion_version: str | None, packaged: Any = None) -> gate_mod.GateDecision:
     """Score the packaged challenger and the champion on the same holdout rows, none of which either trained on.
@@ -144,8 +147,7 @@ def run_gate(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared: Prepa
         # Without a fair comparison the gate cannot support a promotion: record why and reject.
         d = gate_mod.decide(result.metric, challenger, None, **kwargs)
         d.accepted, d.champion_version = False, champion_version
-        d.reason = (f"{why}; not promoted; promote by hand if intended: "
-                    f"mlops-ray promote {cfg.model_name} VERSION")
+        d.reason = f"{why}; not promoted; promote by hand if intended: {PROMOTE_HINT.format(name=cfg.model_name)}"
         return d
 
     try:
@@ -260,6 +262,9 @@ def _register_logged(cl: MlflowClient, cfg: PipelineConfig, result: Any, prepare
                                  model_id=model_info.model_id)
     version = str(mv.version)
     made["version"] = version
+    if decision.reason.endswith(PROMOTE_HINT.format(name=name)):  # the gate ran before the number existed
+        decision.reason = decision.reason.removesuffix("VERSION") + version
+        cl.set_model_version_tag(name, version, "mlops_ray.gate.reason", decision.reason)
     target = _target_aliases(decision, version, current)
     after = {**current, **{a: v for a, v in target.items() if v is not None}}
     after = {a: v for a, v in after.items() if target.get(a, v) is not None}

@@ -167,13 +167,30 @@ def alias_history(cl: MlflowClient, name: str) -> list[AliasMove]:
     return sorted(moves, key=lambda m: (m.at, m.alias))
 
 
+def _require_version(cl: MlflowClient, name: str, version: str) -> None:
+    """A missing model or version is the user's typo: say which exist, not that the store "failed"."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        cl.get_model_version(name, version)
+        return
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    versions = sorted((int(v.version) for v in cl.search_model_versions(f"name = '{name}'")), reverse=True)
+    if not versions:
+        raise RegistryError(f"no registered model named {name!r}; see `mlops-ray models` for the names")
+    raise RegistryError(f"model {name!r} has no version {version} (versions: "
+                        f"{', '.join(map(str, versions[:20]))}); see `mlops-ray models {name}`")
+
+
 def promote(runtime: Runtime, name: str, version: str | int, reason: str = "manual promotion",
             actor: str | None = None) -> list[AliasMove]:
     """Make ``version`` the champion by hand; the old champion becomes ``previous``."""
     version = str(version)
     with mlflow_errors(f"promoting {name} v{version}", runtime):
         cl = client(runtime)
-        cl.get_model_version(name, version)  # raises a clear "does not exist"
+        _require_version(cl, name, version)
         current = get_aliases(cl, name)
         target: dict[str, str | None] = {"champion": version}
         if current.get("champion") not in (None, version):

@@ -84,8 +84,9 @@ def require_free_cpu() -> None:
     total = ray.cluster_resources().get("CPU", 0.0)
     apps = ", ".join(sorted(_apps())) or "none"
     raise ServeError(f"the local Ray head has {free:g} of {total:g} CPUs free (held by the Serve applications: "
-                     f"{apps}); the data and tune steps need at least 1. See `mlops-ray status`; stop versions "
-                     "you do not need (`mlops-ray rollback`, `mlops-ray shutdown`), or lower serve.replica_cpus")
+                     f"{apps}); the data and tune steps need at least 1. See `mlops-ray status`; free CPUs with "
+                     "`mlops-ray shutdown` (a rollback keeps both versions warm, so it frees none), lower "
+                     "serve.replica_cpus, or run on a bigger cluster (--address)")
 
 
 def _match_head_auth() -> None:
@@ -331,7 +332,8 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
     for m in out["models"].values():
         for v, info in m["versions"].items():
             app = apps.get(info["app"])
-            info["app_status"] = str(getattr(app, "status", "MISSING"))
+            status = getattr(app, "status", "MISSING")
+            info["app_status"] = str(getattr(status, "value", status))  # "RUNNING", not the enum's repr
             reps: dict[str, int] = {}
             if app is not None:
                 for dep in app.deployments.values():

@@ -62,7 +62,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     headers = dict(exc.headers or {})
     if not had:
         headers["X-Request-ID"] = rid
-    return JSONResponse({"error": str(exc.detail), "request_id": rid}, status_code=exc.status_code, headers=headers)
+    body = {"error": str(exc.detail), "field": None, "status": exc.status_code, "request_id": rid, "model_name": None,
+            "model_version": None}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},
@@ -380,7 +382,7 @@ class Ingress:
         except RequestError as e:
             return self._reply(e.status, e.to_dict(), rid, had, name, None)
         except Exception as e:  # the monitor refused the labels (e.g. a null label)
-            return self._reply(422, {"error": str(e)}, rid, had, name, None)
+            return self._reply(422, {"error": str(e), "field": None, "status": 422}, rid, had, name, None)
         return self._reply(200, {"received": len(ids), "matched_recent": len(seen), "unknown_ids": unknown},
                            rid, had, name, None)
 

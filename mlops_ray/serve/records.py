@@ -60,5 +60,6 @@ def restore_champion(settings: dict[str, Any], model: str, stable: str, reason: 
     if str(aliases.get("champion")) == str(stable):
         return None
     rt = resolve_runtime(None, workdir=settings["workdir"], tracking_uri=uri)
-    promote(rt, model, str(stable), f"serving {action}: {reason}")
+    # The serving side acts for whoever (or whatever) triggered it: recorded as "serve", not "$USER" of a replica.
+    promote(rt, model, str(stable), f"serving {action}: {reason}", actor="serve")
     return f"champion -> v{stable} (was v{aliases.get('champion')})"

@@ -104,6 +104,8 @@ def test_gate_moves_aliases_and_records_everything(setup) -> None:
     np.testing.assert_array_equal(bare.predict(prepared.holdout_frame), champ.predict(prepared.holdout_frame))
 
     # Explicit promotion and rollback, each recorded with who and why.
+    with pytest.raises(RegistryError, match=r"has no version 9 \(versions: 4, 3, 2, 1\)"):  # a typo, said so
+        promote(runtime, cfg.model_name, 9)
     moves = promote(runtime, cfg.model_name, 4, reason="ops wants v4", actor="alice")
     assert {m.alias: m.version for m in moves} == {"champion": "4", "previous": "2", "challenger": None}
     back = rollback(runtime, cfg.model_name, reason="v4 misbehaves", actor="bob")
@@ -188,7 +190,7 @@ def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> Non
         load_fitted_model("models:/ghost", tracking_uri=runtime.tracking_uri)
     with pytest.raises(RegistryError, match="no registered model named 'ghost'"):
         resolve_version(runtime, "ghost")
-    with pytest.raises(RegistryError, match="promoting ghost v1 failed"):
+    with pytest.raises(RegistryError, match="no registered model named 'ghost'; see `mlops-ray models`"):
         promote(runtime, "ghost", 1)
 
 
@@ -236,3 +238,7 @@ def test_gate_compares_only_on_rows_the_champion_never_trained_on(setup) -> None
                                           if not holdout_mask(np.array([h], np.uint64), 0, 0.2)[0])
     few = register_model(cfg, runtime, _search(runtime, cfg, strong), prepared)
     assert not few.accepted and "only 0 of the" in few.decision.reason and "another split" in few.decision.reason
+    # The hint names the version just registered (the gate ran before its number existed).
+    assert few.decision.reason.endswith(f"mlops-ray promote {cfg.model_name} {few.version}")
+    tags = MlflowClient(runtime.tracking_uri).get_model_version(cfg.model_name, few.version).tags
+    assert tags["mlops_ray.gate.reason"] == few.decision.reason

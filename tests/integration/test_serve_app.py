@@ -189,7 +189,8 @@ def test_unknown_route_and_wrong_method_carry_a_request_id(app: SimpleNamespace)
     assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"] == "Method Not Allowed"
     assert r.json()["request_id"] == r.headers["x-request-id"]
     r = httpx.get(f"{app.url}/no/such/route", headers={"X-Request-ID": "mine-1"})
-    assert r.status_code == 404 and r.json() == {"error": "Not Found", "request_id": "mine-1"}
+    assert r.status_code == 404 and r.json() == {"error": "Not Found", "field": None, "status": 404,
+                                                  "request_id": "mine-1", "model_name": None, "model_version": None}
 
 
 def test_openapi_docs(app: SimpleNamespace) -> None:
@@ -235,6 +236,7 @@ def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixt
     st = json.loads(capsys.readouterr().out)
     v1 = st["models"][MODEL]["versions"]["1"]
     assert v1["traffic"] == 100.0 and v1["replicas"].get("RUNNING") == 2
+    assert v1["app_status"] == "RUNNING"  # the status's value, not "ApplicationStatus.RUNNING"
     assert main(["predict", MODEL, "--workdir", wd, "--json", json.dumps(rows(2))]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_version"] == "1" and len(out["predictions"]) == 2

@@ -82,6 +82,10 @@ def test_rollout_under_load_answers_every_request(ray_session: str, tmp_path: Pa
             assert current()["previous"] == v1  # kept warm
             wait_for(lambda: str(cl.get_registered_model(MODEL).aliases.get("champion")) == v2, 30,
                      "champion alias follows the promotion")
+            from mlops_ray.registry.store import alias_history
+
+            moved = [m for m in alias_history(cl, MODEL) if m.alias == "champion" and m.version == v2]
+            assert moved and moved[-1].actor == "serve" and "serving" in moved[-1].reason
             # 2. a bad version (its predictions are skewed): rolled back by the analysis, alias restored
             registry.promote(rt, MODEL, v3, "test")
             deploy(cfg, rt, model=MODEL, version=v3, canary_pct=50)
