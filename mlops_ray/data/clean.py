@@ -119,6 +119,12 @@ def make_plan(
 ) -> CleaningPlan:
     """Fill values and bounds for every feature column, from training statistics."""
     check_overrides(spec, schema)
+    empty = [c.name for c in schema.features if (numeric[c.name].moments.n == 0 if c.is_numeric
+                                                  else categorical[c.name].most_frequent() is None)]
+    if empty:  # nothing to learn from, and every fill strategy would be made up (or drop every row)
+        where = "data.schema.columns" if not schema.inferred else "the input (or declare data.schema.columns)"
+        raise DataError(f"feature column(s) {empty} have no value in any training row (absent from the files, or "
+                        f"all missing); remove them from {where}")
     nrules: list[NumericRule] = []
     crules: list[CategoricalRule] = []
     for col in schema.features:

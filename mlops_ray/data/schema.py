@@ -110,12 +110,15 @@ def mostly_numeric(arr: pa.Array | pa.ChunkedArray) -> bool:
 def infer_schema(arrow_schema: pa.Schema, target: str, source: str) -> Schema:
     """Every column of ``arrow_schema`` as a permissive column; the target must be there.
 
-    A column without a name (a saved pandas index) is left out: it is listed among the ignored columns.
+    Columns without a name or without any value are left out (listed among the ignored columns).
     """
     if target not in arrow_schema.names:
         raise SchemaError(f"target column {target!r} not found in {source}; it has {arrow_schema.names}. "
                           "Set data.target to one of them.")
-    cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema if f.name.strip())
+    # A column with no name (a saved pandas index) or no value in the whole first block (Arrow's null type)
+    # is left out and listed among the ignored columns: neither can be a feature.
+    cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema
+                 if f.name.strip() and (f.name == target or not pa.types.is_null(f.type)))
     return Schema(columns=cols, target=target, inferred=True)
 
 

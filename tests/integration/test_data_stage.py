@@ -200,6 +200,15 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
                   "y": rng.choice(["a", "b"], 60)}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(SchemaError, match=r"feature name\(s\) \['cat=a'\] come out twice"):
         infer(tmp_path / "c.csv")
+    # A column with no value at all: ignored when the schema is inferred (an empty CSV column); declared but
+    # absent from every file, an error that says so (was "the cleaning rules dropped every training row").
+    whole.assign(blank="").to_csv(tmp_path / "blank.csv", index=False)
+    p = infer(tmp_path / "blank.csv")
+    assert p.features.feature_names_out == ["amount"] and p.report.columns_ignored == ["blank"]
+    declared = {"columns": [{"name": "amount"}, {"name": "ghost", "type": "category", "required": False},
+                            {"name": "y", "type": "category"}]}
+    with pytest.raises(DataError, match=r"\['ghost'\] have no value in any training row .* data\.schema\.columns"):
+        infer(tmp_path / "f", schema=declared)
     # Fewer training rows than folds: said, rather than a CV over the folds that happen to have rows.
     whole.head(4).to_csv(tmp_path / "few.csv", index=False)
     with pytest.raises(DataError, match=r"only \d of the 5 folds \(data\.split\.folds\) hold training rows"):
