@@ -79,10 +79,10 @@ def _ids_in(path: Path) -> dict[str, int]:
 def known_request_ids(model_folder: Path, wanted: set[str]) -> set[str]:
     """Which of ``wanted`` (plain ids, or ``"<id>#k"`` for row k) have a logged row in the model's log."""
     rows: dict[str, int] = {}
-    bases = {split_feedback_id(w)[0]: w for w in wanted}
+    bases = {split_feedback_id(w)[0] for w in wanted}
     for f in reversed(log_files(model_folder)):  # newest first: fresh feedback is about fresh requests
         counts = _ids_in(f)
-        for base in bases.keys() & counts.keys():
+        for base in bases & counts.keys():
             rows[base] = rows.get(base, 0) + counts[base]
         if len(rows) == len(bases):
             break

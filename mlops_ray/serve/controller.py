@@ -332,8 +332,8 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
     for m in out["models"].values():
         for v, info in m["versions"].items():
             app = apps.get(info["app"])
-            status = getattr(app, "status", "MISSING")
-            info["app_status"] = str(getattr(status, "value", status))  # "RUNNING", not the enum's repr
+            state = getattr(app, "status", "MISSING")
+            info["app_status"] = str(getattr(state, "value", state))  # "RUNNING", not the enum's repr
             reps: dict[str, int] = {}
             if app is not None:
                 for dep in app.deployments.values():
