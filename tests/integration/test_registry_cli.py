@@ -52,6 +52,6 @@ def test_promote_and_models_commands(runtime: Runtime, capsys: pytest.CaptureFix
     assert data["versions"][0]["tags"]["mlops_ray.data_fingerprint"] == prepared.fingerprint
 
     assert main(["promote", "clitest", "9", *uri]) == 1
-    assert "error: promoting clitest v9 failed" in capsys.readouterr().err
+    assert "error: model 'clitest' has no version 9 (versions: 2, 1)" in capsys.readouterr().err
     assert main(["models", "nosuch", *uri]) == 1
     assert "no registered model named 'nosuch'" in capsys.readouterr().err
