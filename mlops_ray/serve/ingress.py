@@ -11,18 +11,17 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_ray.serve import protocols
 from mlops_ray.serve.analysis import Thresholds
 from mlops_ray.serve.auth import Tokens, check_bearer
+from mlops_ray.serve.http_api import ROWS_EXAMPLE, api, request_id
 from mlops_ray.serve.metrics import CONTENT_TYPE, ServeMetrics
 from mlops_ray.serve.model_server import DEPLOYMENT_NAME
 from mlops_ray.serve.rollout import Decision, Rollout
@@ -34,38 +33,6 @@ INGRESS_NAME = "Ingress"
 RETRIES = 3  # a prediction is idempotent: retried on another replica when its replica died
 TICK_S = 0.25
 RETIRE_GRACE_S = 2.0  # let requests already routed to a retired version finish before deleting it
-
-api = FastAPI(
-    title="mlops-ray model server",
-    description="Predictions (v1 JSON rows, Open Inference Protocol v2, MLflow /invocations), health, "
-                "metrics and rollout administration. Predict routes need `Authorization: Bearer <token>`; "
-                "/admin routes need the admin token; health and metrics routes are open.",
-    version="1",
-)
-
-_ROWS_EXAMPLE = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}, "example": {
-    "rows": [{"feature_a": 1.0, "feature_b": "red"}]}}}, "required": True}}
-
-
-def _request_id(request: Request) -> tuple[str, bool]:
-    """(request id, whether the client or Serve's proxy already put it in the headers)."""
-    rid = request.headers.get("x-request-id")
-    if rid and len(rid) <= 128:
-        return rid, True
-    return uuid.uuid4().hex, False
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """FastAPI's own answers (unknown route, wrong method) in this server's error shape, with a request id."""
-    rid, had = _request_id(request)
-    headers = dict(exc.headers or {})
-    if not had:
-        headers["X-Request-ID"] = rid
-    body = {"error": str(exc.detail), "field": None, "status": exc.status_code, "request_id": rid, "model_name": None,
-            "model_version": None}
-    return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},
                   max_ongoing_requests=512, health_check_period_s=2.0)
@@ -241,7 +208,7 @@ class Ingress:
 
     async def _predict(self, request: Request, name: str | None, proto: str) -> JSONResponse:
         t0 = time.perf_counter()
-        rid, had = _request_id(request)
+        rid, had = request_id(request)
         entry: ModelEntry | None = None
         version: str | None = None
         try:
@@ -330,13 +297,13 @@ class Ingress:
         return out
 
     def _admin(self, request: Request) -> tuple[str, bool]:
-        rid, had = _request_id(request)
+        rid, had = request_id(request)
         check_bearer(request.headers.get("authorization"), self.tokens, admin=True)
         return rid, had
 
     # ------------------------------------------------------------------ routes
 
-    @api.post("/v1/models/{name}/predict", openapi_extra=_ROWS_EXAMPLE)
+    @api.post("/v1/models/{name}/predict", openapi_extra=ROWS_EXAMPLE)
     async def v1_predict(self, name: str, request: Request) -> JSONResponse:
         """JSON rows in, predictions (and class probabilities) out."""
         return await self._predict(request, name, "v1")
@@ -354,7 +321,7 @@ class Ingress:
     @api.post("/v1/models/{name}/feedback")
     async def feedback(self, name: str, request: Request) -> JSONResponse:
         """True labels for earlier requests: {"request_ids": [...], "labels": [...]}; feeds canary accuracy."""
-        rid, had = _request_id(request)
+        rid, had = request_id(request)
         try:
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
             entry = self._entry(name)
@@ -406,7 +373,7 @@ class Ingress:
 
     @api.get("/v2/models/{name}")
     async def model_metadata(self, name: str, request: Request) -> JSONResponse:
-        rid, had = _request_id(request)
+        rid, had = request_id(request)
         try:
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
             e = self._entry(name)
@@ -427,7 +394,7 @@ class Ingress:
         try:
             rid, had = self._admin(request)
         except RequestError as e:
-            return self._reply(e.status, e.to_dict(), *_request_id(request), None, None)
+            return self._reply(e.status, e.to_dict(), *request_id(request), None, None)
         return self._reply(200, await self.status(), rid, had, None, None)
 
     @api.post("/admin/models/{name}/rollback")
@@ -441,7 +408,7 @@ class Ingress:
         return await self._admin_action(request, name, self.promote)
 
     async def _admin_action(self, request: Request, name: str, action: Any) -> JSONResponse:
-        rid, had = _request_id(request)
+        rid, had = request_id(request)
         try:
             self._admin(request)
             reason = request.query_params.get("reason") or "requested through the admin API"
