@@ -133,9 +133,8 @@ class BatchScorer:
         labels, proba = self.model.predict_matrix(self.model.features.transform(batch))
         out: dict[str, Any] = {col: batch[col] if arrow else batch[col].to_numpy() for col in self.passthrough}
         out[PREDICTION] = np.asarray(labels)
-        if proba is not None:
-            for j, name in enumerate(self._proba_names):
-                out[name] = proba[:, j]
+        for j, name in enumerate(self._proba_names):  # null for a classifier without probabilities
+            out[name] = proba[:, j] if proba is not None else np.full(n, np.nan)
         for key, value in self.lineage.items():
             out[key] = _constant(value, n, arrow)
         return pa.table(out) if arrow else pd.DataFrame(out, index=pd.RangeIndex(n))

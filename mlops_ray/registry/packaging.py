@@ -35,7 +35,8 @@ def build_signature(fitted: FittedModel) -> ModelSignature:
         pred_type = "string" if any(isinstance(c, str) for c in classes) else "long"
         if classes and all(isinstance(c, bool) for c in classes):
             pred_type = "boolean"
-        outputs = [ColSpec(pred_type, "prediction"), *[ColSpec("double", f"proba_{c}") for c in classes]]
+        probas = [ColSpec("double", f"proba_{c}") for c in classes] if fitted.has_proba else []
+        outputs = [ColSpec(pred_type, "prediction"), *probas]
     else:
         outputs = [ColSpec("double", "prediction")]
     return ModelSignature(inputs=inputs, outputs=Schema(outputs))

@@ -31,9 +31,19 @@ class FittedModel:
     def classes(self) -> list[Any] | None:
         return self.features.classes
 
+    @property
+    def has_proba(self) -> bool:
+        """A classifier that gives class probabilities (SVC(probability=False), for one, does not)."""
+        return self.task == "classification" and hasattr(self.estimator, "predict_proba")
+
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, probabilities or None) for an already transformed matrix."""
         if self.task == "classification":
+            if not self.has_proba:  # labels only: its predict gives the class index
+                idx = np.asarray(self.estimator.predict(X)).astype(np.int64).reshape(-1)
+                if self.classes is None:
+                    return idx, None
+                return np.asarray(self.classes)[idx], None
             proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
             idx = proba.argmax(axis=1)
             labels = np.asarray(self.classes if self.classes is not None else np.arange(proba.shape[1]))

@@ -96,6 +96,29 @@ def test_logged_model_has_signature_and_example(runtime: Runtime) -> None:
         load_fitted_model(local / "missing")
 
 
+def test_a_classifier_without_probabilities_registers_and_predicts(runtime: Runtime) -> None:
+    """SVC(probability=False) has no predict_proba: labels only, everywhere (the gate used to crash on it)."""
+    from sklearn.svm import SVC
+
+    df = make_frame(200)
+    train, hold = df.iloc[:140], df.iloc[140:]
+    features = fit_features(train)
+    model = fit_model(train, SVC(), features)
+    assert not model.has_proba and model.predict_proba(hold) is None
+    cfg = parse_config({"name": "svc-test", "data": {"source": {"bundled": "iris"}}})
+    exp = ensure_experiment(runtime, cfg.experiment_name)
+    with mlflow.start_run(experiment_id=exp) as run:
+        pass
+    reg = register_model(cfg, runtime, FakeSearch(model=model, parent_run_id=run.info.run_id, experiment_id=exp),
+                         make_prepared(train, hold, features))
+    assert reg.accepted and set(reg.decision.challenger_metrics) >= {"accuracy"}
+    pyf = mlflow.pyfunc.load_model(reg.model_uri)
+    assert [c.name for c in pyf.metadata.get_output_schema().inputs] == ["prediction"]
+    out = pyf.predict(hold[features.input_columns])
+    assert list(out.columns) == ["prediction"] and out["prediction"].tolist() == model.predict(hold).tolist()
+    assert set(model.predict(hold)) <= {"no", "yes"}
+
+
 def test_torch_mlp_through_pyfunc(runtime: Runtime) -> None:
     from mlops_ray.tune.fitted import FittedModel
     from mlops_ray.tune.torch_mlp import TorchMLPClassifier

@@ -149,3 +149,18 @@ def test_pool_sizing_by_cpus_or_gpus() -> None:
         check_fits(2, 0, 3, 4 / 3, 0.0)
     with pytest.raises(ClusterError, match="GPUs but the cluster has 1"):
         check_fits(16, 1, 4, 1.0, 0.5)
+
+
+def test_a_classifier_without_probabilities_scores_labels_with_null_probabilities(model) -> None:
+    from sklearn.svm import SVC
+
+    from mlops_ray.tune.fitted import FittedModel
+
+    train = make_frame(300, seed=3)
+    est = SVC().fit(model.features.transform(train), (train["label"] == "yes").astype(int).to_numpy())
+    labels_only = FittedModel(features=model.features, estimator=est)
+    df = make_frame(40, seed=5)
+    out = BatchScorer(model=labels_only, passthrough=["row_id"])(df)
+    assert list(out.columns) == output_columns(model.features, ["row_id"])  # the same schema as any classifier
+    assert (out["prediction"].to_numpy() == labels_only.predict(df)).all() and set(out["prediction"]) <= {"no", "yes"}
+    assert out[["proba_no", "proba_yes"]].isna().all().all()
