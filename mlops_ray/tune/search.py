@@ -120,6 +120,23 @@ def _asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict
     return max_t
 
 
+def _check_before_trials(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory,
+                         domains: list[ParamDomain], n_folds: int) -> None:
+    """What would otherwise fail every trial (or Tune's own assertion) after the search started."""
+    ts = cfg.tune
+    searched = {d.name for d in domains}
+    if metric.needs_proba and factory.kind == "sklearn" and "probability" not in searched and \
+            not hasattr(factory.build({}), "predict_proba"):
+        raise TuneError(f"tune.metric {metric.name!r} needs class probabilities, which {ts.model.estimator} does not "
+                        "give with these params (e.g. SVC needs probability: true); pick accuracy or f1_macro")
+    if ts.scheduler == "asha":
+        max_t = _asha_max_t(factory.kind, n_folds, domains, ts.model.params)
+        if ts.asha.grace_period > max_t:
+            per = "fold x epoch" if factory.kind == "torch_mlp" else "fold"
+            raise TuneError(f"tune.asha.grace_period {ts.asha.grace_period} is more than the {max_t} results a trial "
+                            f"reports (one per {per}); set it to at most {max_t}")
+
+
 def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
                     n_folds: int) -> dict[str, Any]:
     ts = cfg.tune
@@ -178,7 +195,8 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
         mean = last.get(key) if status != "error" else None
         std = last.get(f"{key}_std") if status != "error" else None
         out.append(TrialSummary(
-            trial_id=trial.trial_id, index=trial_index(trial.trial_id), config=dict(trial.config), status=status,
+            trial_id=trial.trial_id, index=trial_index(trial.trial_id, trial.experiment_tag), config=dict(trial.config),
+            status=status,
             folds_done=int(last.get("folds_done", 0)), fold_scores=list(last.get("fold_scores", [])),
             cv_mean=float(mean) if mean is not None else None, cv_std=float(std) if std is not None else None,
             metrics={k: float(v) for k, v in last.items() if k.startswith(("mean_", "std_"))
@@ -279,6 +297,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                            cfg.seed)
     _check_prepared(prepared)
     n_folds = prepared.n_folds
+    _check_before_trials(cfg, metric, factory, domains, n_folds)
     connect_ray(runtime)
     # A local Ray started here never grows; a cluster we connected to may have an autoscaler.
     _check_resources(ts.resources.cpu, ts.resources.gpu, can_grow=bool(runtime.ray_address))

@@ -38,10 +38,11 @@ PARENT_TAG = "mlflow.parentRunId"
 _SKIP_KEYS = {"trial_error", "trial_traceback", "pid", "final", "fold_done", "n_folds", "device"}
 
 
-def trial_index(trial_id: str) -> int:
-    """Tune trial ids end in a running number (``abc12_00007``)."""
+def trial_index(trial_id: str, experiment_tag: str = "") -> int:
+    """The trial's number from 0: grid/random trial ids end in it (``abc12_00007``); a searcher's trials
+    (Optuna) have bare ids, and Tune's experiment tag starts with their 1-based count (``3_C=0.1``)."""
     try:
-        return int(trial_id.rsplit("_", 1)[-1])
+        return int(trial_id.rsplit("_", 1)[-1]) if "_" in trial_id else int(experiment_tag.split("_", 1)[0]) - 1
     except ValueError:
         return -1
 
@@ -161,8 +162,7 @@ class MlflowTrialCallback(Callback):
             if run_id is not None:  # a resumed or retried trial keeps its run
                 self.client.update_run(run_id, status="RUNNING")
                 return
-            config = item[2]
-            idx = trial_index(trial_id)
+            config, idx = item[2], item[3]
             run = self.client.create_run(
                 self.experiment_id, run_name=f"{self.prefix}-trial-{idx:03d}",
                 tags={PARENT_TAG: self.state.parent_run_id or "", "mlops_ray.trial_id": trial_id,
@@ -207,7 +207,8 @@ class MlflowTrialCallback(Callback):
         self.writer.put(("finish", trial.trial_id, status, tags))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.writer.put(("start", trial.trial_id, dict(trial.config)))
+        idx = trial_index(trial.trial_id, trial.experiment_tag)
+        self.writer.put(("start", trial.trial_id, dict(trial.config), idx))
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:

@@ -98,14 +98,16 @@ def cv_trial(config: dict[str, Any], data: TrialData, spec: TrialSpec) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     base = {"pid": os.getpid(), "n_folds": data.n_folds, "device": device}
     done: list[dict[str, float]] = []
+    by_fold: dict[int, float] = {}  # folds may finish out of order (parallel folds): scores listed by fold
     t0 = time.perf_counter()
 
     def report_fold(fs: FoldScore, extra: dict[str, Any] | None = None) -> None:
         done.append(fs.metrics)
+        by_fold[fs.fold] = fs.metrics.get(spec.metric, float("nan"))
         mean, std = _running(done, spec.metric)
         result: dict[str, Any] = {**base, spec.key: mean, f"{spec.key}_std": std, "folds_done": len(done),
                                   "fold": fs.fold, "fold_done": True, "fit_s": fs.fit_s,
-                                  "fold_scores": [d.get(spec.metric, float("nan")) for d in done],
+                                  "fold_scores": [by_fold[f] for f in sorted(by_fold)],
                                   "elapsed_s": time.perf_counter() - t0, "final": len(done) == data.n_folds}
         result.update({f"fold_{m}": v for m, v in fs.metrics.items()})
         for m in fs.metrics:

@@ -28,6 +28,7 @@ def test_status_from_last_result() -> None:
     assert trial_status({"trial_error": "ValueError: x", "final": True}) == "error"
     assert trial_status({}) == "not_run"
     assert trial_index("c8bbb_00012") == 12
+    assert trial_index("e5d1f2a3", "3_C=0.1,l1_ratio=0.5") == 2  # a searcher's (Optuna's) trial: its tag counts
 
 
 def test_plots_score_per_trial_and_per_parameter(tmp_path: Path) -> None:

@@ -58,3 +58,24 @@ def test_asha_with_zero_epochs_names_the_field() -> None:
         _asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [0]}}), {})
     with pytest.raises(TuneError, match=r"tune\.model\.params\.epochs"):
         _asha_max_t("torch_mlp", 3, [], {"epochs": 0})
+
+
+def test_settings_that_would_fail_every_trial_are_refused_before_the_search() -> None:
+    import pytest
+
+    from mlops_ray.exceptions import TuneError
+    from mlops_ray.tune.search import _check_before_trials
+
+    def check(estimator: str, metric: str, n_folds: int = 3, **tune: object) -> None:
+        cfg = parse_config(tune_config(model={"estimator": estimator}, metric=metric,
+                                       search_space={"C": {"grid": [0.5, 1.0]}}, **tune))
+        domains = parse_space(cfg.tune.search_space)
+        factory = make_factory("sklearn", estimator, "classification", {}, [d.name for d in domains], 0)
+        _check_before_trials(cfg, resolve_metric(metric, "classification"), factory, domains, n_folds)
+
+    with pytest.raises(TuneError, match=r"'roc_auc' needs class probabilities, which sklearn\.svm\.SVC does not"):
+        check("sklearn.svm.SVC", "roc_auc")  # every trial would have scored nothing
+    check("sklearn.svm.SVC", "accuracy")
+    check("sklearn.linear_model.LogisticRegression", "roc_auc")
+    with pytest.raises(TuneError, match=r"grace_period 5 is more than the 3 results .* at most 3"):
+        check("sklearn.linear_model.LogisticRegression", "accuracy", scheduler="asha", asha={"grace_period": 5})
