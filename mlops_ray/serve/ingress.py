@@ -54,6 +54,9 @@ class Ingress:
         self.handles: dict[str, Any] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # MLflow records of traffic changes, one at a time and in order: two quick flips written concurrently
+        # each read the aliases before the other wrote, and the champion stayed on the version not serving.
+        self._records = asyncio.Lock()
         # The hop to the model deployments is batched here (one handle call carries many requests): the
         # per-call cost of a Serve handle, paid per request, is what limits an ingress in front of a model.
         self._forward.set_max_batch_size(int(settings.get("max_batch_size", 32)))
@@ -138,7 +141,10 @@ class Ingress:
             try:
                 from mlops_ray.serve.records import record_decision
 
-                await asyncio.to_thread(record_decision, self.settings, model, d, stable, source)
+                async with self._records:
+                    entry = self.models.get(model)  # what serves now, which a later flip may have changed
+                    now = entry.rollout.stable if entry is not None else stable
+                    await asyncio.to_thread(record_decision, self.settings, model, d, now, source)
             except Exception:
                 logger.exception("could not record the %s of %s %s in MLflow", d.action, model, d.version)
         if apps:
