@@ -24,6 +24,12 @@ class Tokens:
     created: bool = False
     source: str = "disabled"  # "env", "file", "generated" or "disabled"
 
+    def digest(self) -> str:
+        """A fingerprint of the pair (to compare with a running server's without sending the tokens)."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.token}\0{self.admin_token}".encode()).hexdigest()
+
 
 def check_bearer(header: str | None, tokens: Tokens, *, admin: bool) -> None:
     """Raise a 401 (no credentials) or 403 (wrong or insufficient token) RequestError; pass when allowed."""

@@ -175,6 +175,8 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                                    admin_token_env=a.admin_token_env, env=env)
     apps = _apps()
     _check_same_endpoint(cfg, runtime, apps)
+    if cfg.serve.app_name in apps:
+        _check_same_tokens(cfg, runtime, tokens)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     vapp = version_app_name(cfg.serve.app_name, name, str(version))
     if _wait_deleted(vapp, apps):  # a version rolled back a moment ago is still being torn down
@@ -241,6 +243,25 @@ def _check_same_endpoint(cfg: PipelineConfig, runtime: Runtime, apps: dict[str, 
         raise ServeError(f"this Serve head already serves application {current['app_name']!r} at {serving}; "
                          f"this deploy asks for {cfg.serve.app_name!r} at {wanted}, and Serve cannot move it: "
                          "deploy with the same serve.app_name/host/port, or stop it first (mlops-ray shutdown)")
+
+
+def _check_same_tokens(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> None:
+    """A running ingress keeps the tokens it started with: refuse a deploy that brings others (clients would
+    use the new ones and get 403), instead of silently serving with the old ones."""
+    from ray import serve
+
+    try:
+        running = serve.get_app_handle(cfg.serve.app_name).tokens_digest.remote().result(timeout_s=ROUTE_TIMEOUT_S)
+    except Exception:  # an ingress from before this check: nothing to compare
+        return
+    if running == tokens.digest():
+        return
+    if tokens.created:  # just generated (tokens.json was removed): they would never work; do not leave them
+        (runtime.serve_dir / "tokens.json").unlink(missing_ok=True)
+    a = cfg.serve.auth
+    raise ServeError(f"the running server keeps the tokens it started with, and this deploy brings others (from "
+                     f"${a.token_env} / ${a.admin_token_env} or a new tokens.json); clients using them would get 403. "
+                     "To rotate tokens: `mlops-ray shutdown`, then deploy with the new ones")
 
 
 def _app_message(app: str) -> str | None:

@@ -173,6 +173,9 @@ class Ingress:
         await self._after_change(entry, d)
         return {"decision": d.__dict__, "status": entry.summary()}
 
+    async def tokens_digest(self) -> str:
+        return self.tokens.digest()
+
     async def rollback(self, model: str, reason: str = "rolled back by an operator") -> dict[str, Any]:
         self._ensure_loop()
         t0 = time.perf_counter()

@@ -84,6 +84,21 @@ def test_a_bad_model_folder_is_one_clear_line(app: SimpleNamespace, tmp_path: Pa
     assert post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)}).json()["model_version"] == "1"
 
 
+def test_a_deploy_bringing_other_tokens_is_refused(app: SimpleNamespace, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running ingress keeps its tokens: a deploy with others would leave clients with 403s, silently."""
+    from mlops_ray.exceptions import ServeError
+    from mlops_ray.registry import save_fitted_model
+    from mlops_ray.serve import deploy
+
+    folder = save_fitted_model(make_model(0), tmp_path / "model-v7")
+    monkeypatch.setenv(app.cfg.serve.auth.token_env, "a-new-token")
+    monkeypatch.setenv(app.cfg.serve.auth.admin_token_env, "a-new-admin-token")
+    with pytest.raises(ServeError, match=r"keeps the tokens it started with.*`mlops-ray shutdown`"):
+        deploy(app.cfg, app.rt, model=MODEL, version="7", source=str(folder))
+    assert post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(1)}).json()["model_version"] == "1"
+
+
 def test_v1_predict_returns_predictions_probabilities_and_ids(app: SimpleNamespace) -> None:
     r = post(app, f"/v1/models/{MODEL}/predict", {"rows": rows(3)})
     assert r.status_code == 200, r.text
