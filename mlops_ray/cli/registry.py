@@ -51,6 +51,12 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"{args.name} v{args.version} is already the champion; nothing moved")
     for m in moves:
         print(f"{args.name}: alias {m.describe()} by {m.actor} at {m.at} ({m.reason})")
+    from mlops_ray.serve.head import read_head
+
+    if moves and read_head(rt) is not None:  # a server runs from this workdir: it does not follow the alias
+        print(f"note: this moves the registry's alias only; what serves is unchanged. To serve v{args.version}: "
+              f"`mlops-ray deploy {args.name} --version {args.version}` (a canary; or POST "
+              f"/admin/models/{args.name}/promote when it already is one)")
     return 0
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from mlops_ray.cli._common import add_config_arg, add_runtime_args, load, parse_steps
-from mlops_ray.runtime import env
+from mlops_ray.runtime import env, resolve_runtime
 
 if TYPE_CHECKING:
     from mlops_ray.runtime import Runtime
@@ -87,4 +88,7 @@ def _print_endpoint(result: Any, rt: Runtime) -> None:
     print(f"sample request (one holdout row):\n  curl -s -H 'Authorization: Bearer {token}' "
           f"-H 'Content-Type: application/json' -d '{json.dumps({'rows': row})}' {url}")
     print(f"answer:\n  {json.dumps(answer)}")
-    print("the endpoint keeps running on a local Ray head; stop it with:  mlops-ray shutdown")
+    # The workdir that a bare `mlops-ray shutdown` would use may not be this one (--workdir, the config's).
+    same = resolve_runtime(None).workdir.resolve() == rt.workdir.resolve()
+    where = "" if same else f" --workdir {shlex.quote(str(rt.workdir))}"
+    print(f"the endpoint keeps running on a local Ray head; stop it with:  mlops-ray shutdown{where}")
