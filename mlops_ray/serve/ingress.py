@@ -211,6 +211,8 @@ class Ingress:
         body.setdefault("model_name", model)
         body.setdefault("model_version", version)
         headers = {"X-Model-Name": model or "", "X-Model-Version": version or ""}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"  # RFC 6750: how to authenticate
         if not had_header:
             headers["X-Request-ID"] = rid
         return JSONResponse(body, status_code=status, headers=headers)
@@ -343,7 +345,7 @@ class Ingress:
                                    "request_ids")
             metas = [v.meta for v in entry.versions.values() if getattr(v, "meta", None)]
             if metas:  # every served version of a name has the same task; classes may differ: any counts
-                classes = [c for m in metas for c in (m.get("classes") or [])] or None
+                classes = list(dict.fromkeys(c for m in metas for c in (m.get("classes") or []))) or None
                 check_labels(labels, metas[0]["task"], classes)
             seen = {str(i) for i, lab in zip(ids, labels, strict=True) if entry.feedback(str(i), lab)}
             unknown = [str(i) for i in ids if str(i) not in seen]

@@ -31,7 +31,7 @@ def parse_v1(body: Any, schema: InputSchema, max_rows: int) -> Columns:
     if not isinstance(body, dict):
         raise RequestError(400, f"expected an object {{'rows': [...]}}, got {type(body).__name__}")
     keys = [k for k in ("rows", "instances") if k in body]
-    if len(keys) != 1:
+    if len(keys) != 1 or set(body) - {"rows", "instances"}:  # a misspelt extra key is a mistake, not noise
         raise RequestError(400, f"expected exactly one of 'rows' or 'instances', got keys {sorted(body)}", "rows")
     rows = body[keys[0]]
     if isinstance(rows, list) and rows and isinstance(rows[0], list):

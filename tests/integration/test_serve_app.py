@@ -181,7 +181,8 @@ def test_bad_requests_leave_the_replicas_healthy(app: SimpleNamespace) -> None:
 
 def test_auth_on_predict_and_admin_routes(app: SimpleNamespace) -> None:
     url = f"{app.url}/v1/models/{MODEL}/predict"
-    assert httpx.post(url, json={"rows": rows(1)}).status_code == 401
+    unauth = httpx.post(url, json={"rows": rows(1)})
+    assert unauth.status_code == 401 and unauth.headers["www-authenticate"] == "Bearer"
     assert httpx.post(url, json={"rows": rows(1)}, headers={"Authorization": "Bearer nope"}).status_code == 403
     assert httpx.get(f"{app.url}/admin/status", headers=app.auth).status_code == 403
     st = httpx.get(f"{app.url}/admin/status", headers={"Authorization": f"Bearer {app.admin}"})

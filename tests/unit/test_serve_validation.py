@@ -36,6 +36,8 @@ def test_v1_rows_become_typed_columns() -> None:
     assert cols["b"] == [2.0, 3.5] and cols["c"] == ["x", "y"] and math.isnan(cols["a"][1])
     assert protocols.parse_v1([ROW], SCHEMA, 10)["a"] == [1.0]
     assert protocols.parse_v1({"instances": [[1, 2, "x"]]}, SCHEMA, 10)["c"] == ["x"]
+    with pytest.raises(RequestError, match=r"exactly one of 'rows' or 'instances', got keys \['foo', 'rows'\]"):
+        protocols.parse_v1({"rows": [ROW], "foo": 1}, SCHEMA, 10)  # a misspelt key is not silently ignored
 
 
 @pytest.mark.parametrize(("row", "status", "field", "text"), [
