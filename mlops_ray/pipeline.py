@@ -78,6 +78,10 @@ def run_pipeline(
     from mlops_ray import data, registry
 
     data.check_input(cfg)  # a wrong path fails before a Ray (or a serving head) starts
+    if "tune" in todo:  # so does a typo in the tune section (estimator path, params, search space, metric)
+        from mlops_ray.tune.checks import check_config
+
+        check_config(cfg)
     registry.check_reachable(runtime)  # so does a tracking server that is down (MLflow would retry for minutes)
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)

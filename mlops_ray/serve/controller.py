@@ -250,6 +250,8 @@ def _check_same_tokens(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> No
     use the new ones and get 403), instead of silently serving with the old ones."""
     from ray import serve
 
+    from mlops_ray.serve.auth import TOKENS_FILE
+
     try:
         running = serve.get_app_handle(cfg.serve.app_name).tokens_digest.remote().result(timeout_s=ROUTE_TIMEOUT_S)
     except Exception:  # an ingress from before this check: nothing to compare
@@ -257,7 +259,7 @@ def _check_same_tokens(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> No
     if running == tokens.digest():
         return
     if tokens.created:  # just generated (tokens.json was removed): they would never work; do not leave them
-        (runtime.serve_dir / "tokens.json").unlink(missing_ok=True)
+        (runtime.serve_dir / TOKENS_FILE).unlink(missing_ok=True)
     a = cfg.serve.auth
     raise ServeError(f"the running server keeps the tokens it started with, and this deploy brings others (from "
                      f"${a.token_env} / ${a.admin_token_env} or a new tokens.json); clients using them would get 403. "

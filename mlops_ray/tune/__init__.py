@@ -2,6 +2,7 @@
 
 - ``run_search(cfg, runtime, prepared, *, resume=False) -> SearchResult``: search, refit the best config on
   all training rows, score it on the holdout; MLflow parent run + one child run per trial.
+- ``check_config(cfg)``: the tune section's checks that need no data (run before Ray starts).
 - ``SearchResult`` / ``TrialSummary`` / ``format_result``: what a search returns and how it prints.
 - ``FittedModel``: fitted features + estimator, what the registry stage packages.
 - ``TorchMLPClassifier`` / ``TorchMLPRegressor``: the PyTorch tabular MLP (``tune.model.kind: torch_mlp``).
@@ -17,6 +18,7 @@ from mlops_ray.tune.fitted import FittedModel
 
 _LAZY = {
     "run_search": "mlops_ray.tune.search",
+    "check_config": "mlops_ray.tune.checks",
     "evaluate_holdout": "mlops_ray.tune.search",
     "experiment_name": "mlops_ray.tune.search",
     "SearchResult": "mlops_ray.tune.result",

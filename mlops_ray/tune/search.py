@@ -18,6 +18,7 @@ import numpy as np
 
 from mlops_ray.exceptions import SearchInterrupted, TuneError
 from mlops_ray.runtime import Runtime, connect_ray, ensure_experiment, env
+from mlops_ray.tune.checks import asha_max_t, check_before_trials
 from mlops_ray.tune.cv import expand_proba, predict_for_scoring
 from mlops_ray.tune.estimators import EstimatorFactory, accepted_params, make_factory
 from mlops_ray.tune.fitted import FittedModel
@@ -25,7 +26,7 @@ from mlops_ray.tune.interrupt import DISABLE_TUNE_SIGINT, interrupt_guard
 from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
 from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
-from mlops_ray.tune.trainable import TrialData, TrialSpec, max_iterations, metric_key
+from mlops_ray.tune.trainable import TrialData, TrialSpec, metric_key
 
 logger = logging.getLogger(__name__)
 
@@ -107,36 +108,6 @@ def _check_resources(cpu: float, gpu: float, can_grow: bool) -> None:
     raise TuneError(f"{msg}; lower tune.resources or connect to a bigger cluster (--address)")
 
 
-def _asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict[str, Any]) -> int:
-    cfg: dict[str, Any] = {}
-    for d in domains:
-        if d.name == "epochs":
-            cfg["epochs"] = int(d.high) if d.kind in ("uniform", "loguniform", "randint") else max(d.values)
-    max_t = max_iterations(kind, n_folds, cfg, fixed)
-    if max_t < 1:  # ASHA's own check is a bare assertion
-        where = "tune.search_space.epochs" if "epochs" in cfg else "tune.model.params.epochs"
-        got = cfg.get("epochs", fixed.get("epochs"))
-        raise TuneError(f"{where}: a torch_mlp trial needs at least 1 epoch, got {got}")
-    return max_t
-
-
-def _check_before_trials(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory,
-                         domains: list[ParamDomain], n_folds: int) -> None:
-    """What would otherwise fail every trial (or Tune's own assertion) after the search started."""
-    ts = cfg.tune
-    searched = {d.name for d in domains}
-    if metric.needs_proba and factory.kind == "sklearn" and "probability" not in searched and \
-            not hasattr(factory.build({}), "predict_proba"):
-        raise TuneError(f"tune.metric {metric.name!r} needs class probabilities, which {ts.model.estimator} does not "
-                        "give with these params (e.g. SVC needs probability: true); pick accuracy or f1_macro")
-    if ts.scheduler == "asha":
-        max_t = _asha_max_t(factory.kind, n_folds, domains, ts.model.params)
-        if ts.asha.grace_period > max_t:
-            per = "fold x epoch" if factory.kind == "torch_mlp" else "fold"
-            raise TuneError(f"tune.asha.grace_period {ts.asha.grace_period} is more than the {max_t} results a trial "
-                            f"reports (one per {per}); set it to at most {max_t}")
-
-
 def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
                     n_folds: int) -> dict[str, Any]:
     ts = cfg.tune
@@ -170,7 +141,7 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
         search_alg = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=ts.max_concurrent)
     if ts.scheduler == "asha":
         scheduler: Any = ASHAScheduler(time_attr="training_iteration",
-                                       max_t=_asha_max_t(kind, n_folds, domains, ts.model.params),
+                                       max_t=asha_max_t(kind, n_folds, domains, ts.model.params),
                                        grace_period=ts.asha.grace_period, reduction_factor=ts.asha.reduction_factor)
     else:
         scheduler = FIFOScheduler()
@@ -297,7 +268,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                            cfg.seed)
     _check_prepared(prepared)
     n_folds = prepared.n_folds
-    _check_before_trials(cfg, metric, factory, domains, n_folds)
+    check_before_trials(cfg, metric, factory, domains, n_folds)
     connect_ray(runtime)
     # A local Ray started here never grows; a cluster we connected to may have an autoscaler.
     _check_resources(ts.resources.cpu, ts.resources.gpu, can_grow=bool(runtime.ray_address))

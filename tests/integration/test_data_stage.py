@@ -332,3 +332,10 @@ def test_a_wrong_path_fails_before_ray_starts(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and "nothere.csv' does not exist" in done.stderr, done.stderr
         assert "Ray" not in done.stderr and not (tmp_path / "w").exists()
+    # A typo in the tune section: the same, before the data stage and Ray (it used to wait for both).
+    (tmp_path / "t.yaml").write_text("name: np\ndata:\n  source: {bundled: iris}\ntune:\n  model: {estimator: "
+                                     "sklearn.ensemble.RandomForestClassifier, params: {n_estimator: 5}}\n")
+    done = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "run", str(tmp_path / "t.yaml"), "--steps",
+                           "data,tune", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "tune.model.params.n_estimator: " in done.stderr, done.stderr
+    assert "Ray" not in done.stderr and not (tmp_path / "w").exists()

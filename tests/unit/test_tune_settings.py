@@ -51,27 +51,27 @@ def test_asha_with_zero_epochs_names_the_field() -> None:
     import pytest
 
     from mlops_ray.exceptions import TuneError
-    from mlops_ray.tune.search import _asha_max_t
+    from mlops_ray.tune.checks import asha_max_t
 
-    assert _asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [2, 5]}}), {}) == 15
+    assert asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [2, 5]}}), {}) == 15
     with pytest.raises(TuneError, match=r"tune\.search_space\.epochs: .*at least 1 epoch, got 0"):
-        _asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [0]}}), {})
+        asha_max_t("torch_mlp", 3, parse_space({"epochs": {"choice": [0]}}), {})
     with pytest.raises(TuneError, match=r"tune\.model\.params\.epochs"):
-        _asha_max_t("torch_mlp", 3, [], {"epochs": 0})
+        asha_max_t("torch_mlp", 3, [], {"epochs": 0})
 
 
 def test_settings_that_would_fail_every_trial_are_refused_before_the_search() -> None:
     import pytest
 
     from mlops_ray.exceptions import TuneError
-    from mlops_ray.tune.search import _check_before_trials
+    from mlops_ray.tune.checks import check_before_trials
 
     def check(estimator: str, metric: str, n_folds: int = 3, **tune: object) -> None:
         cfg = parse_config(tune_config(model={"estimator": estimator}, metric=metric,
                                        search_space={"C": {"grid": [0.5, 1.0]}}, **tune))
         domains = parse_space(cfg.tune.search_space)
         factory = make_factory("sklearn", estimator, "classification", {}, [d.name for d in domains], 0)
-        _check_before_trials(cfg, resolve_metric(metric, "classification"), factory, domains, n_folds)
+        check_before_trials(cfg, resolve_metric(metric, "classification"), factory, domains, n_folds)
 
     with pytest.raises(TuneError, match=r"'roc_auc' needs class probabilities, which sklearn\.svm\.SVC does not"):
         check("sklearn.svm.SVC", "roc_auc")  # every trial would have scored nothing
