@@ -239,11 +239,12 @@ class Ingress:
             body = parse_json(await request.body(), self.max_body)
             version = entry.router.choose()
             schema = entry.schemas[version]
-            client_id = None
+            client_id, wanted = None, None
             if proto == "v1":
                 cols = protocols.parse_v1(body, schema, self.max_rows)
             elif proto == "v2":
                 cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
+                wanted = protocols.v2_requested_outputs(body)
             else:
                 cols = protocols.parse_invocations(body, schema, self.max_rows)
             info = entry.versions[version]  # held: the version may be retired while its answer is on the way
@@ -271,7 +272,7 @@ class Ingress:
         if proto == "v1":
             body = protocols.v1_response(name, version, rid, preds, proba, meta.get("classes"))
         elif proto == "v2":
-            body = protocols.v2_response(name, version, rid, preds, proba, client_id)
+            body = protocols.v2_response(name, version, rid, preds, proba, client_id, wanted)
         else:
             body = protocols.invocations_response(name, version, rid, preds)
         return self._reply(200, body, rid, had, name, version)

@@ -105,6 +105,10 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
         raise RequestError(400, "expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}", "inputs")
     rid = body.get("id")
     tensors = [_tensor(t, i) for i, t in enumerate(body["inputs"])]
+    names = [t[0] for t in tensors]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RequestError(422, f"input tensor(s) {dup} appear more than once; send each feature once", dup[0])
     if len(tensors) == 1 and tensors[0][0] not in schema.types:
         name, shape, dtype, data = tensors[0]
         k = len(schema.columns)
@@ -119,7 +123,7 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
     for name, shape, dtype, data in tensors:
         if name in schema.types:
             _check_dtype(name, dtype, schema.types[name])
-        if len(shape) == 2 and shape[1] != 1:
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
         cols[name] = data
     return validate_columnar(cols, schema, max_rows), None if rid is None else str(rid)
@@ -151,8 +155,25 @@ def v2_datatype(values: list[Any]) -> str:
     return "BYTES"
 
 
+V2_OUTPUTS = ("predictions", "probabilities")
+
+
+def v2_requested_outputs(body: Any) -> list[str] | None:
+    """The output names an OIP v2 request asks for (``outputs: [{"name": ...}]``); None: all of them."""
+    wanted = body.get("outputs") if isinstance(body, dict) else None
+    if wanted is None:
+        return None
+    if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted):
+        raise RequestError(400, "outputs must be a list of objects with a 'name'", "outputs")
+    names = [o["name"] for o in wanted]
+    unknown = [n for n in names if n not in V2_OUTPUTS]
+    if unknown:
+        raise RequestError(400, f"unknown output(s) {unknown}; this server answers {list(V2_OUTPUTS)}", "outputs")
+    return names
+
+
 def v2_response(model: str, version: str, request_id: str, preds: list[Any], proba: list[list[float]] | None,
-                client_id: str | None) -> dict[str, Any]:
+                client_id: str | None, wanted: list[str] | None = None) -> dict[str, Any]:
     preds = [_json_safe(p) for p in preds]
     outputs: list[dict[str, Any]] = [{"name": "predictions", "shape": [len(preds)], "datatype": v2_datatype(preds),
                                       "data": preds}]
@@ -160,6 +181,8 @@ def v2_response(model: str, version: str, request_id: str, preds: list[Any], pro
         k = len(proba[0]) if proba else 0
         outputs.append({"name": "probabilities", "shape": [len(proba), k], "datatype": "FP64",
                         "data": [p for row in proba for p in row]})
+    if wanted is not None:  # only what the request named (probabilities exist for classifiers only)
+        outputs = [o for o in outputs if o["name"] in wanted]
     return {"model_name": model, "model_version": version, "id": client_id or request_id,
             "request_id": request_id, "outputs": outputs}
 

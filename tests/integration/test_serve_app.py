@@ -136,6 +136,9 @@ def test_open_inference_protocol_v2(app: SimpleNamespace) -> None:
     out = r.json()
     assert out["id"] == "req-7" and out["model_version"] == "1"
     assert out["outputs"][0]["shape"] == [2] and out["outputs"][1]["shape"] == [2, 2]
+    only = post(app, f"/v2/models/{MODEL}/infer", {**body, "outputs": [{"name": "probabilities"}]}).json()
+    assert [o["name"] for o in only["outputs"]] == ["probabilities"]
+    assert post(app, f"/v2/models/{MODEL}/infer", {**body, "outputs": [{"name": "logits"}]}).status_code == 400
 
 
 def test_mlflow_invocations_formats(app: SimpleNamespace) -> None:

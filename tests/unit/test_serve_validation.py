@@ -113,6 +113,9 @@ def test_v2_per_feature_tensors_and_one_matrix() -> None:
     ([{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["1"]}], 422, "needs a numeric datatype"),
     ([{"name": "a", "shape": [1], "data": [1]}], 400, "missing ['datatype']"),
     ([{"name": "m", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}], 422, "shape [n, 3]"),
+    ([{"name": "a", "shape": [1], "datatype": "FP64", "data": [1]},
+      {"name": "a", "shape": [1], "datatype": "FP64", "data": [2]}], 422, "['a'] appear more than once"),
+    ([{"name": "a", "shape": [1, 1, 1], "datatype": "FP64", "data": [1]}], 422, "is [n] or [n, 1]"),
 ])
 def test_v2_errors(inputs: list, status: int, text: str) -> None:
     e = err(protocols.parse_v2, {"inputs": inputs}, SCHEMA, 10)
@@ -126,6 +129,13 @@ def test_responses_carry_model_version_and_request_id() -> None:
     assert v2["id"] == "client-1" and v2["outputs"][0]["datatype"] == "BYTES"
     assert v2["outputs"][1]["shape"] == [2, 2] and len(v2["outputs"][1]["data"]) == 4
     assert protocols.v2_response("m", "1", "r", [1.5], None, None)["outputs"][0]["datatype"] == "FP64"
+    # `outputs` in the request: only those are answered; an unknown name is a 400.
+    wanted = protocols.v2_requested_outputs({"inputs": [], "outputs": [{"name": "predictions"}]})
+    only = protocols.v2_response("m", "3", "rid", ["p"], [[0.2, 0.8]], None, wanted)
+    assert [o["name"] for o in only["outputs"]] == ["predictions"]
+    assert protocols.v2_requested_outputs({"inputs": []}) is None
+    bad = err(protocols.v2_requested_outputs, {"outputs": [{"name": "logits"}]})
+    assert bad.status == 400 and "unknown output(s) ['logits']" in bad.message
     meta = protocols.v2_metadata("m", ["1"], SCHEMA, "classification", ["n", "p"])
     assert [i["datatype"] for i in meta["inputs"]] == ["FP64", "FP64", "BYTES"]
     json.dumps(meta)
