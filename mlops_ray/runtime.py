@@ -38,6 +38,12 @@ class Runtime:
     ray_address: str | None
 
     @property
+    def local_store(self) -> Path | None:
+        """The SQLite file of a local MLflow store (None: the store is a server)."""
+        prefix = "sqlite:///"
+        return Path(self.tracking_uri[len(prefix):]) if self.tracking_uri.startswith(prefix) else None
+
+    @property
     def data_dir(self) -> Path:
         return self.workdir / "data"
 
@@ -121,7 +127,7 @@ def configure_mlflow(runtime: Runtime) -> None:
     """Point MLflow at the runtime's tracking store (creating the local folders it needs)."""
     import mlflow
 
-    if runtime.tracking_uri.startswith("sqlite:///"):
+    if runtime.local_store is not None:
         runtime.workdir.mkdir(parents=True, exist_ok=True)
     runtime.artifact_root.mkdir(parents=True, exist_ok=True)
     # MLflow 3 also writes the URI into os.environ: a later resolve_runtime() in this process (a notebook, a

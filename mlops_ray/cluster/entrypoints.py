@@ -60,8 +60,8 @@ def check_workdir_outlives_job(rt: Runtime, cwd: Path | None = None) -> None:
     here = (cwd or Path.cwd()).resolve()
     if "working_dir_files" not in here.parts:
         return
-    store = rt.tracking_uri.removeprefix("sqlite:///")
-    if store == rt.tracking_uri or not Path(store).resolve().is_relative_to(here):
+    store = rt.local_store
+    if store is None or not store.resolve().is_relative_to(here):
         return  # a tracking server, or a store outside the upload: the registry outlives the job
     raise ClusterError(
         f"this job's MLflow store would be {store}, inside Ray's temporary copy of the uploaded directory: "
@@ -161,14 +161,15 @@ def train(argv: Sequence[str] | None = None) -> int:
                         "finished trials; needs the same config, data and working directory storage")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
+    from mlops_ray.cli._common import parse_steps
     from mlops_ray.pipeline import run_pipeline
     from mlops_ray.runtime import connect_ray, ensure_experiment
 
+    steps = parse_steps(args.steps)  # an empty --steps is an error, not "every step, deploy included"
     connect_ray(rt)
     rt.ensure_dirs()
     # A first run on a fresh working directory: create the MLflow store before the cache lookup reads it.
     ensure_experiment(rt, cfg.experiment_name)
-    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     result = run_pipeline(cfg, rt, steps=steps, use_cache=not args.no_cache, canary_pct=args.canary,
                           resume=args.resume)
     _emit(rt, "train", pipeline_summary(result))

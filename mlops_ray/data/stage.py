@@ -95,7 +95,7 @@ def _collect(ds: ray.data.Dataset, what: str) -> list[Any]:
         if own is not None:
             raise own from None
         cause = _root_cause(e)
-        detail = str(cause).split("\n")[0].split("Failed to apply")[0]
+        detail = str(cause).split("\n")[0]  # Ray Data's retry advice follows on later lines
         raise DataError(f"the data stage failed while {what}: {type(cause).__name__}: {detail}. A corrupt or "
                         "unreadable input file is the usual cause; the full error is in Ray Data's log") from e
     return [pickle.loads(r["partial"]) for r in rows]

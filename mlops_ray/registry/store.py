@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ray.exceptions import RegistryError
@@ -46,10 +45,8 @@ def missing_local_store(runtime: Runtime) -> str | None:
 
     Read-only commands check this first: MLflow creates an empty store on first contact.
     """
-    prefix = "sqlite:///"
-    if runtime.tracking_uri.startswith(prefix) and not Path(runtime.tracking_uri[len(prefix):]).is_file():
-        return runtime.tracking_uri[len(prefix):]
-    return None
+    store = runtime.local_store
+    return str(store) if store is not None and not store.is_file() else None
 
 
 def check_reachable(runtime: Runtime | str, timeout_s: float = 5.0) -> None:

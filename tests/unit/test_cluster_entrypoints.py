@@ -139,3 +139,12 @@ def test_a_job_refuses_a_registry_inside_rays_temporary_upload(tmp_path: Path) -
     check_workdir_outlives_job(server, cwd=upload)  # the registry lives on the server
     lasting = resolve_runtime(None, workdir=tmp_path / "shared", tracking_uri=f"sqlite:///{tmp_path}/shared/m.db")
     check_workdir_outlives_job(lasting, cwd=upload)
+
+
+def test_the_train_job_refuses_empty_steps(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from mlops_ray.cluster.entrypoints import main as job_main
+
+    # `--steps ""` must not mean every step (deploy included); said before any Ray work.
+    assert job_main("train", ["--config", str(REPO / "examples/breast_cancer.yaml"), "--steps", "",
+                              "--workdir", str(tmp_path / "w")]) == 1
+    assert "--steps is empty" in capsys.readouterr().err and not (tmp_path / "w").exists()
