@@ -26,13 +26,18 @@ from mlops_ray.serve.metrics import CONTENT_TYPE, ServeMetrics
 from mlops_ray.serve.model_server import DEPLOYMENT_NAME
 from mlops_ray.serve.rollout import Decision, Rollout
 from mlops_ray.serve.state import ModelEntry, VersionInfo
-from mlops_ray.serve.validation import RequestError, check_labels, parse_json
+from mlops_ray.serve.validation import RequestError, check_labels, decode_body, parse_json
 
 logger = logging.getLogger("ray.serve")
 INGRESS_NAME = "Ingress"
 RETRIES = 3  # a prediction is idempotent: retried on another replica when its replica died
 TICK_S = 0.25
 RETIRE_GRACE_S = 2.0  # let requests already routed to a retired version finish before deleting it
+
+
+def _is_csv(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in ("text/csv", "application/csv")
+
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},
                   max_ongoing_requests=512, health_check_period_s=2.0)
@@ -105,6 +110,14 @@ class Ingress:
         if e is None or not e.rollout.weights():
             raise RequestError(404, f"model {name!r} is not served here; served: {sorted(self.models)}", "name")
         return e
+
+    @staticmethod
+    def _version(entry: ModelEntry, version: str) -> str:
+        """A version this ingress has deployed (serving, canary or the warm previous one)."""
+        if version not in entry.versions or version not in entry.schemas:
+            raise RequestError(404, f"version {version!r} of {entry.name!r} is not deployed here; deployed: "
+                               f"{list(entry.versions)}", "version")
+        return version
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
@@ -217,7 +230,15 @@ class Ingress:
             headers["X-Request-ID"] = rid
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def _predict(self, request: Request, name: str | None, proto: str) -> JSONResponse:
+    async def _body(self, request: Request) -> bytes:
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > self.max_body:
+            raise RequestError(413, f"request body is {size} bytes; the limit is {self.max_body} "
+                               "(serve.max_body_bytes)")
+        return decode_body(await request.body(), request.headers.get("content-encoding"), self.max_body)
+
+    async def _predict(self, request: Request, name: str | None, proto: str, pinned: str | None = None) -> JSONResponse:
+        """``pinned``: a version named in the route (OIP v2 ``/versions/{v}``) instead of the traffic split."""
         t0 = time.perf_counter()
         rid, had = request_id(request)
         entry: ModelEntry | None = None
@@ -232,21 +253,21 @@ class Ingress:
                                        "use /v1/models/{name}/predict or /invocations?model=NAME", "model")
                 name = name or next(iter(self.models))
             entry = self._entry(name)
-            size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > self.max_body:
-                raise RequestError(413, f"request body is {size} bytes; the limit is {self.max_body} "
-                                   "(serve.max_body_bytes)")
-            body = parse_json(await request.body(), self.max_body)
-            version = entry.router.choose()
+            raw = await self._body(request)
+            version = entry.router.choose() if pinned is None else self._version(entry, pinned)
             schema = entry.schemas[version]
             client_id, wanted = None, None
-            if proto == "v1":
-                cols = protocols.parse_v1(body, schema, self.max_rows)
-            elif proto == "v2":
-                cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
-                wanted = protocols.v2_requested_outputs(body)
+            if proto == "invocations" and _is_csv(request.headers.get("content-type")):
+                cols = protocols.parse_invocations_csv(raw, schema, self.max_rows)
             else:
-                cols = protocols.parse_invocations(body, schema, self.max_rows)
+                body = parse_json(raw, self.max_body)
+                if proto == "v1":
+                    cols = protocols.parse_v1(body, schema, self.max_rows)
+                elif proto == "v2":
+                    cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
+                    wanted = protocols.v2_requested_outputs(body)
+                else:
+                    cols = protocols.parse_invocations(body, schema, self.max_rows)
             info = entry.versions[version]  # held: the version may be retired while its answer is on the way
             out = await self._call(entry, info, cols, rid)
         except RequestError as e:
@@ -325,6 +346,11 @@ class Ingress:
         """Open Inference Protocol v2 inference."""
         return await self._predict(request, name, "v2")
 
+    @api.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer_version(self, name: str, version: str, request: Request) -> JSONResponse:
+        """Open Inference Protocol v2 inference on one deployed version, whatever the traffic split says."""
+        return await self._predict(request, name, "v2", pinned=version)
+
     @api.post("/invocations")
     async def invocations(self, request: Request) -> JSONResponse:
         """MLflow scoring-server formats: dataframe_split, dataframe_records, instances, inputs."""
@@ -337,7 +363,7 @@ class Ingress:
         try:
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
             entry = self._entry(name)
-            body = parse_json(await request.body(), self.max_body)
+            body = parse_json(await self._body(request), self.max_body)
             if not isinstance(body, dict):
                 raise RequestError(400, "expected an object {'request_ids': [...], 'labels': [...]}")
             ids, labels = body.get("request_ids"), body.get("labels")
@@ -383,19 +409,43 @@ class Ingress:
         ok = bool(e.rollout.weights())
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
+    @api.get("/v2/models/{name}/versions/{version}/ready")
+    async def version_ready(self, name: str, version: str) -> JSONResponse:
+        e = self.models.get(name)
+        if e is None or version not in e.versions:
+            return JSONResponse({"name": name, "version": version, "ready": False,
+                                 "error": f"version {version!r} of {name!r} is not deployed here"}, status_code=404)
+        return JSONResponse({"name": name, "version": version, "ready": True})
+
     @api.get("/v2/models/{name}")
     async def model_metadata(self, name: str, request: Request) -> JSONResponse:
+        """The serving (stable) version's inputs and outputs, every deployed version, and the traffic split."""
+        return self._metadata(request, name, None)
+
+    @api.get("/v2/models/{name}/versions/{version}")
+    async def version_metadata(self, name: str, version: str, request: Request) -> JSONResponse:
+        """One deployed version's inputs and outputs."""
+        return self._metadata(request, name, version)
+
+    def _metadata(self, request: Request, name: str, version: str | None) -> JSONResponse:
         rid, had = request_id(request)
         try:
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
             e = self._entry(name)
+            v = e.rollout.stable or next(iter(e.rollout.weights())) if version is None else self._version(e, version)
         except RequestError as err:
             return self._reply(err.status, err.to_dict(), rid, had, name, None)
-        stable = e.rollout.stable or next(iter(e.rollout.weights()))
-        meta = e.versions[stable].meta
-        body = protocols.v2_metadata(name, list(e.versions), e.schemas[stable], meta["task"], meta.get("classes"))
+        meta = e.versions[v].meta
+        body = protocols.v2_metadata(name, list(e.versions), e.schemas[v], meta["task"], meta.get("classes"))
         body["traffic"] = e.rollout.weights()
-        return self._reply(200, body, rid, had, name, stable)
+        return self._reply(200, body, rid, had, name, v)
+
+    @api.get("/v2")
+    async def server_metadata(self) -> dict[str, Any]:
+        """OIP v2 server metadata."""
+        from mlops_ray.runtime import package_version
+
+        return protocols.v2_server_metadata(package_version())
 
     @api.get("/metrics")
     async def prometheus(self) -> Response:

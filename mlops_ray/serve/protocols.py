@@ -4,11 +4,14 @@
 * Open Inference Protocol v2: ``POST /v2/models/{name}/infer`` with one tensor per feature
   (``{"name": feature, "shape": [n], "datatype": "FP64"|"BYTES", "data": [...]}``) or one 2-D tensor
   ``[n, n_features]`` in the model's column order.
-* MLflow ``/invocations``: exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``.
+* MLflow ``/invocations``: exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``,
+  or a ``text/csv`` body with a header row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any
 
@@ -64,6 +67,38 @@ def parse_invocations(body: Any, schema: InputSchema, max_rows: int) -> Columns:
     return validate_records(data, schema, max_rows)
 
 
+def parse_invocations_csv(raw: bytes, schema: InputSchema, max_rows: int) -> Columns:
+    """MLflow's ``text/csv`` body: a header row of feature names, then one line per row.
+
+    An empty field is a missing value (as pandas reads it); a number column's text must parse as a number.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"CSV body is not UTF-8 text: {e}") from e
+    lines = [r for r in csv.reader(io.StringIO(text)) if r]
+    if not lines:
+        raise RequestError(400, "empty CSV body: send a header row of feature names and one line per row")
+    header, body = [h.strip() for h in lines[0]], lines[1:]
+    rows: list[list[Any]] = []
+    for i, line in enumerate(body):
+        if len(line) != len(header):
+            raise RequestError(422, f"CSV line {i + 2} has {len(line)} fields; the header has {len(header)}")
+        rows.append([_csv_value(v, schema.types.get(h)) for h, v in zip(header, line, strict=True)])
+    return validate_positional(rows, schema, max_rows, header)
+
+
+def _csv_value(v: str, kind: str | None) -> Any:
+    if v == "":
+        return None
+    if kind == "double":
+        try:
+            return float(v)
+        except ValueError:
+            return v  # validation names the feature and row
+    return v
+
+
 def _flatten(data: Any) -> list[Any]:
     if not isinstance(data, list):
         raise RequestError(400, f"tensor data must be a list, got {type(data).__name__}")
@@ -92,11 +127,23 @@ def _tensor(t: Any, i: int) -> tuple[str, list[int], str, list[Any]]:
     return str(t["name"]), shape, str(t["datatype"]).upper(), data
 
 
-def _check_dtype(name: str, dtype: str, kind: str) -> None:
+def _check_dtype(name: str, dtype: str, kind: str, data: list[Any]) -> None:
     ok = dtype in V2_NUMERIC if kind == "double" else dtype == "BYTES"
     if not ok:
         want = "a numeric datatype (FP32, FP64, INT64, ...)" if kind == "double" else "BYTES"
         raise RequestError(422, f"tensor {name!r} has datatype {dtype}; feature {name!r} needs {want}", name)
+    if dtype.startswith(("INT", "UINT")):  # a tensor that says integers but carries 2.5 was built wrong
+        bad = [v for v in data if not _integral(v)]
+        if bad:
+            bad = bad[0]
+            raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {bad!r}; "
+                               "send integers or declare FP64", name)
+
+
+def _integral(v: Any) -> bool:
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return True
+    return isinstance(v, float) and v.is_integer()
 
 
 def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, str | None]:
@@ -116,13 +163,13 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
             raise RequestError(422, f"a single tensor {name!r} must have shape [n, {k}] (columns {list(schema.columns)}"
                                f"), got {shape}; or send one tensor per feature", name)
         for c in schema.columns:
-            _check_dtype(c, dtype, schema.types[c])
+            _check_dtype(c, dtype, schema.types[c], data)
         rows = [data[r * k:(r + 1) * k] for r in range(shape[0])]
         return validate_positional(rows, schema, max_rows), None if rid is None else str(rid)
     cols: dict[str, list[Any]] = {}
     for name, shape, dtype, data in tensors:
         if name in schema.types:
-            _check_dtype(name, dtype, schema.types[name])
+            _check_dtype(name, dtype, schema.types[name], data)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
         cols[name] = data
@@ -190,6 +237,11 @@ def v2_response(model: str, version: str, request_id: str, preds: list[Any], pro
 def invocations_response(model: str, version: str, request_id: str, preds: list[Any]) -> dict[str, Any]:
     return {"predictions": [_json_safe(p) for p in preds], "model_name": model, "model_version": version,
             "request_id": request_id}
+
+
+def v2_server_metadata(version: str) -> dict[str, Any]:
+    """``GET /v2``: what this server is and which protocol extensions it speaks (none)."""
+    return {"name": "mlops-ray", "version": version, "extensions": []}
 
 
 def v2_metadata(model: str, versions: list[str], schema: InputSchema, task: str,

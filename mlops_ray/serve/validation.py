@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,27 @@ class InputSchema:
 
 
 Columns = dict[str, list[Any]]
+
+
+def decode_body(raw: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """The body as sent before ``Content-Encoding`` (gzip or deflate); the size limit holds after inflating."""
+    enc = (encoding or "identity").strip().lower()
+    if enc == "identity":
+        return raw
+    if enc not in ("gzip", "x-gzip", "deflate"):
+        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
+    # A small compressed body can inflate to gigabytes: never inflate past the limit.
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if "gzip" in enc else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, max_bytes + 1)
+    except zlib.error as e:
+        raise RequestError(400, f"request body is not valid {enc} data: {e}") from e
+    if len(out) > max_bytes:
+        raise RequestError(413, f"request body inflates to more than {max_bytes} bytes (serve.max_body_bytes): "
+                           "split the batch into smaller requests")
+    if not inflater.eof:
+        raise RequestError(400, f"request body is truncated {enc} data")
+    return out
 
 
 def parse_json(raw: bytes, max_bytes: int) -> Any:

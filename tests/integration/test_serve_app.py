@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -139,6 +140,47 @@ def test_open_inference_protocol_v2(app: SimpleNamespace) -> None:
     only = post(app, f"/v2/models/{MODEL}/infer", {**body, "outputs": [{"name": "probabilities"}]}).json()
     assert [o["name"] for o in only["outputs"]] == ["probabilities"]
     assert post(app, f"/v2/models/{MODEL}/infer", {**body, "outputs": [{"name": "logits"}]}).status_code == 400
+
+
+def test_v2_server_metadata_and_version_routes(app: SimpleNamespace) -> None:
+    assert httpx.get(app.url + "/v2").json()["name"] == "mlops-ray"
+    assert httpx.get(f"{app.url}/v2/models/{MODEL}/versions/1/ready").json() == {"name": MODEL, "version": "1",
+                                                                                  "ready": True}
+    assert httpx.get(f"{app.url}/v2/models/{MODEL}/versions/9/ready").status_code == 404
+    meta = httpx.get(f"{app.url}/v2/models/{MODEL}/versions/1", headers=app.auth)
+    assert meta.status_code == 200 and meta.headers["x-model-version"] == "1" and len(meta.json()["inputs"]) == 4
+    body = {"inputs": [{"name": c, "shape": [1], "datatype": "BYTES" if c == "color" else "FP64",
+                        "data": [rows(1)[0][c]]} for c in ("x0", "x1", "x2", "color")]}
+    r = post(app, f"/v2/models/{MODEL}/versions/1/infer", body)
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+    r = post(app, f"/v2/models/{MODEL}/versions/9/infer", body)
+    assert r.status_code == 404 and "version '9' of 'clf' is not deployed here; deployed: ['1']" in r.json()["error"]
+
+
+def test_health_and_metadata_answers_carry_a_request_id(app: SimpleNamespace) -> None:
+    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{MODEL}/ready", "/v2", "/metrics"):
+        r = httpx.get(app.url + path)
+        assert r.status_code == 200 and r.headers["x-request-id"], path  # Serve's proxy assigns one
+        mine = httpx.get(app.url + path, headers={"X-Request-ID": "mine-2"})
+        assert mine.headers.get_list("x-request-id") == ["mine-2"], path  # echoed once, not doubled
+
+
+def test_invocations_csv_and_compressed_bodies(app: SimpleNamespace) -> None:
+    data = rows(3)
+    cols = ["color", "x0", "x1", "x2"]
+    want = post(app, "/invocations", {"dataframe_records": data}).json()["predictions"]
+    csv = "\n".join([",".join(cols)] + [",".join(str(d[c]) for c in cols) for d in data]).encode()
+    r = httpx.post(app.url + "/invocations", content=csv, headers={**app.auth, "Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json()["predictions"] == want, r.text
+    bad = httpx.post(app.url + "/invocations", content=b"x0,x1\n1,2\n",
+                     headers={**app.auth, "Content-Type": "text/csv"})
+    assert bad.status_code == 422 and "missing feature(s)" in bad.json()["error"]
+    gz = {**app.auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    r = httpx.post(f"{app.url}/v1/models/{MODEL}/predict", content=gzip.compress(json.dumps({"rows": data}).encode()),
+                   headers=gz)
+    assert r.status_code == 200 and r.json()["predictions"] == want
+    bomb = httpx.post(f"{app.url}/v1/models/{MODEL}/predict", content=gzip.compress(b" " * 100_000), headers=gz)
+    assert bomb.status_code == 413 and "inflates to more than 8192 bytes" in bomb.json()["error"]
 
 
 def test_mlflow_invocations_formats(app: SimpleNamespace) -> None:

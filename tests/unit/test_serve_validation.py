@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import zlib
 
 import pytest
 
 from mlops_ray.data.features import CategoricalFeature, FeaturePipeline, NumericFeature
 from mlops_ray.serve import protocols
-from mlops_ray.serve.validation import InputSchema, RequestError, parse_json, validate_records
+from mlops_ray.serve.validation import InputSchema, RequestError, decode_body, parse_json, validate_records
 
 FP = FeaturePipeline(numeric=[NumericFeature("a", fill=0.0), NumericFeature("b", fill=None)],
                      categorical=[CategoricalFeature("c", fill=None, categories=["x", "y"])],
@@ -95,6 +97,42 @@ def test_invocations_formats() -> None:
     assert "different lengths" in e.message
 
 
+def test_invocations_csv() -> None:
+    csv = b"c,a,b\r\ny,1,2.5\nx,,3\n"
+    cols = protocols.parse_invocations_csv(csv, SCHEMA, 10)
+    assert cols["a"][0] == 1.0 and math.isnan(cols["a"][1]) and cols["b"] == [2.5, 3.0] and cols["c"] == ["y", "x"]
+    assert protocols.parse_invocations_csv(b"\xef\xbb\xbfa,b,c\n1,2,x\n", SCHEMA, 10)["c"] == ["x"]  # Excel's BOM
+    for raw, status, text in [
+        (b"a,b,c\n1,2\n", 422, "CSV line 2 has 2 fields; the header has 3"),
+        (b"a,b,c\n1,high,x\n", 422, "feature 'b' (row 0) must be a number, got 'high'"),
+        (b"a,b,c\n1,,x\n", 422, "feature 'b' (row 0) is null"),  # b has no imputation
+        (b"a,b\n1,2\n", 422, "missing feature(s) ['c']"),
+        (b"a,b,c\n", 422, "empty batch"),
+        (b"", 400, "empty CSV body"),
+        (b"a,b,c\n1,2,\xff\n", 400, "not UTF-8"),
+    ]:
+        e = err(protocols.parse_invocations_csv, raw, SCHEMA, 10)
+        assert e.status == status and text in e.message, (raw, e.message)
+
+
+def test_compressed_bodies_are_inflated_within_the_limit() -> None:
+    body = json.dumps({"rows": [ROW] * 50}).encode()
+    assert decode_body(gzip.compress(body), "gzip", 10_000) == body
+    assert decode_body(zlib.compress(body), "deflate", 10_000) == body
+    assert decode_body(body, None, 10_000) == body
+    bomb = gzip.compress(b" " * 1_000_000)  # ~1 kB that inflates to 1 MB
+    e = err(decode_body, bomb, "gzip", 10_000)
+    assert e.status == 413 and "inflates to more than 10000 bytes" in e.message
+    assert err(decode_body, body, "gzip", 10_000).status == 400  # says gzip, is not
+    assert "truncated" in err(decode_body, gzip.compress(body)[:-12], "gzip", 10_000).message
+    e = err(decode_body, body, "br", 10_000)
+    assert e.status == 415 and "send gzip, deflate or none" in e.message
+
+
+def test_v2_server_metadata() -> None:
+    assert protocols.v2_server_metadata("1.2.3") == {"name": "mlops-ray", "version": "1.2.3", "extensions": []}
+
+
 def test_v2_per_feature_tensors_and_one_matrix() -> None:
     body = {"id": "abc", "inputs": [
         {"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 2]},
@@ -108,6 +146,14 @@ def test_v2_per_feature_tensors_and_one_matrix() -> None:
     assert cols == {"a": [1.0, 3.0], "b": [2.0, 4.0]}
 
 
+def test_v2_integer_tensors_take_whole_numbers() -> None:
+    body = {"inputs": [{"name": "a", "shape": [2], "datatype": "INT32", "data": [3, None]},
+                       {"name": "b", "shape": [2], "datatype": "INT64", "data": [1, 2.0]},
+                       {"name": "c", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}]}
+    cols, _ = protocols.parse_v2(body, SCHEMA, 10)
+    assert cols["b"] == [1.0, 2.0] and cols["a"][0] == 3.0 and math.isnan(cols["a"][1])
+
+
 @pytest.mark.parametrize(("inputs", "status", "text"), [
     ([{"name": "a", "shape": [2], "datatype": "FP64", "data": [1]}], 422, "needs 2 values"),
     ([{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["1"]}], 422, "needs a numeric datatype"),
@@ -116,6 +162,8 @@ def test_v2_per_feature_tensors_and_one_matrix() -> None:
     ([{"name": "a", "shape": [1], "datatype": "FP64", "data": [1]},
       {"name": "a", "shape": [1], "datatype": "FP64", "data": [2]}], 422, "['a'] appear more than once"),
     ([{"name": "a", "shape": [1, 1, 1], "datatype": "FP64", "data": [1]}], 422, "is [n] or [n, 1]"),
+    ([{"name": "a", "shape": [2], "datatype": "INT64", "data": [1, 2.5]}], 422, "INT64 but holds 2.5"),
+    ([{"name": "a", "shape": [1], "datatype": "UINT8", "data": [True]}], 422, "UINT8 but holds True"),
 ])
 def test_v2_errors(inputs: list, status: int, text: str) -> None:
     e = err(protocols.parse_v2, {"inputs": inputs}, SCHEMA, 10)
