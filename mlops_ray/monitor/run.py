@@ -290,9 +290,13 @@ def run_monitor(
     version = str(version)
     files = log_files(folder, None if all_versions else version)
     if not files:
+        logged = ", ".join(logged_versions(folder))
+        if mv is None and _is_registered(runtime, name):  # a version number that was never registered
+            raise MonitorError(f"model {name!r} has no version {version} in the registry; versions with logs: "
+                               f"{logged}. Pass one of those to --version")
         raise MonitorError(
             f"prediction log of {name} v{version} is empty ({folder / ('v' + version)} has no files); "
-            f"versions with logs: {', '.join(logged_versions(folder))}. Pass --version, or wait for traffic"
+            f"versions with logs: {logged}. Pass --version, or wait for traffic"
         )
     if all_versions:
         notes.insert(0, f"logs of every version scanned ({', '.join('v' + v for v in logged_versions(folder))}); "

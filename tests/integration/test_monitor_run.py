@@ -130,8 +130,12 @@ def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> 
     with pytest.raises(MonitorError, match="no prediction logs for model 'churn'"):
         run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
     _log(runtime, _frame(np.random.default_rng(4), 200), version=1)
-    with pytest.raises(MonitorError, match=r"prediction log of churn v7 is empty.*versions with logs: 1"):
+    with pytest.raises(MonitorError, match=r"model 'churn' has no version 7 in the registry; versions with logs: 1"):
         run_monitor(_cfg(), runtime, "churn", 7, reference=reference)
+    for _ in range(2):  # registered versions 1 and 2; only 1 has logs
+        MlflowClient(runtime.tracking_uri).create_model_version("churn", source=str(runtime.workdir))
+    with pytest.raises(MonitorError, match=r"prediction log of churn v2 is empty.*versions with logs: 1"):
+        run_monitor(_cfg(), runtime, "churn", 2, reference=reference)
     # version 2 was served with another feature set (a column renamed)
     old = _frame(np.random.default_rng(5), 200).rename(columns={"income": "salary"})
     labels, proba = _predict(old)
