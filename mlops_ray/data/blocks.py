@@ -43,7 +43,8 @@ class Validated:
 
 def validate_and_split(batch: pa.Table, schema: Schema, seed: int, fraction: float) -> Validated:
     clean, rejects = validate_batch(batch, schema)
-    h0, h1 = row_hashes(clean, schema.names)
+    # By name, not position: the same rows with their columns in another order are the same data (and split).
+    h0, h1 = row_hashes(clean, sorted(schema.names))
     return Validated(clean, rejects, h0, h1, holdout_mask(h0, seed, fraction))
 
 

@@ -290,7 +290,7 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
 
 def _fingerprint_context(schema: Schema, cfg: PipelineConfig) -> str:
     # The rows' content plus what shapes the cleaned values; not the path, so moved or re-split files match.
-    cols = ",".join(f"{c.name}:{c.type}" for c in schema.columns)
+    cols = ",".join(sorted(f"{c.name}:{c.type}" for c in schema.columns))  # column order is not content
     clean = json.dumps(cfg.data.clean.model_dump(mode="json"), sort_keys=True)
     return f"{cols}|clean={clean}"
 

@@ -95,6 +95,12 @@ def test_csv_parquet_folder_and_glob_agree(ray_session: str, runtime: Runtime, t
     assert one.report.rows_train == folder.report.rows_train == glob.report.rows_train
     # Scales are merged from block partials in another order: equal to rounding error.
     assert np.allclose(one.X_train, folder.X_train, rtol=0, atol=1e-12) and np.array_equal(one.folds, glob.folds)
+    # The columns in another order (an inferred schema follows the file): the same data, split the same way.
+    df[list(reversed(df.columns))].to_csv(tmp_path / "reversed.csv", index=False)
+    inferred = prepare(_cfg(str(tmp_path / "one.csv"), schema={}), runtime)
+    rev = prepare(_cfg(str(tmp_path / "reversed.csv"), schema={}), runtime)
+    assert rev.fingerprint == inferred.fingerprint and np.array_equal(rev.folds, inferred.folds)
+    assert np.array_equal(rev.y_holdout, inferred.y_holdout)
     other_seed = prepare(parse_config({**_cfg(str(tmp_path / "one.csv")).model_dump(by_alias=True), "seed": 4}),
                          runtime)
     assert other_seed.fingerprint == one.fingerprint  # the content is the same; only the split moves
