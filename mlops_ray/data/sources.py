@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlops_ray.data.schema import mostly_numeric
-from mlops_ray.exceptions import DataError
+from mlops_ray.exceptions import DataError, SchemaError
 
 Format = Literal["csv", "parquet"]
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -47,6 +47,23 @@ class Source:
                 types.setdefault(f.name, []).append(f.type)
         return pa.schema([pa.field(name, widest_type(ts)) for name, ts in types.items()])
 
+    def text_and_numbers(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Columns that are text in some files and numbers in others: column -> (text files, number files).
+
+        Inference would read them as text, so ``1`` in one file and ``"red"`` in another become two
+        categories; label codes in one file beside names in another are a mistake to show, not to merge.
+        """
+        kinds: dict[str, tuple[list[str], list[str]]] = {}
+        for where, schema in self.schemas.items():
+            for f in schema:
+                text, numbers = kinds.setdefault(f.name, ([], []))
+                if _is_text(f.type):
+                    text.append(where)
+                elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type) \
+                        or pa.types.is_boolean(f.type):
+                    numbers.append(where)
+        return {c: k for c, k in kinds.items() if k[0] and k[1]}
+
     def all_columns(self) -> list[str]:
         names: list[str] = []
         for s in self.schemas.values():
@@ -61,9 +78,10 @@ class Source:
 
 def widest_type(types: list[pa.DataType]) -> pa.DataType:
     """One type that holds every value of ``types``: text over numbers, float over int, int over bool."""
+    types = [t for t in types if not pa.types.is_null(t)] or types  # a file where the column is all empty
     if all(t == types[0] for t in types):
         return types[0]
-    if any(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) for t in types):
+    if any(_is_text(t) for t in types):
         return pa.string()
     if all(pa.types.is_integer(t) or pa.types.is_boolean(t) for t in types):
         return pa.int64()
@@ -71,6 +89,28 @@ def widest_type(types: list[pa.DataType]) -> pa.DataType:
            for t in types):
         return pa.float64()
     return types[0]  # e.g. timestamps: inference refuses the type, naming the column
+
+
+def check_consistent_kinds(source: Source) -> None:
+    """An inferred column must be text in every file or numbers in every file (see ``Source.text_and_numbers``)."""
+    mixed = source.text_and_numbers()
+    if not mixed:
+        return
+    col, (text, numbers) = next(iter(mixed.items()))
+    others = f" (and {len(mixed) - 1} more column(s): {sorted(mixed)[:5]})" if len(mixed) > 1 else ""
+    raise SchemaError(
+        f"column {col!r} is text in {_files(text)} but numbers in {_files(numbers)}{others}: label codes in "
+        "one file and names in another would become different categories. Make the files agree, or declare "
+        "the column in data.schema.columns (type: string or a number type; values that do not fit are rejected)")
+
+
+def _files(files: list[str]) -> str:
+    names = [os.path.basename(f) for f in files]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
 
 
 def load_bundled(name: str) -> pd.DataFrame:

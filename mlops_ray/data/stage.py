@@ -35,7 +35,7 @@ from mlops_ray.data.fitting import (
 from mlops_ray.data.hashing import assign_folds
 from mlops_ray.data.prepared import DataReport, PreparedData
 from mlops_ray.data.schema import REJECT_REASON, Schema, check_columns, schema_from_spec
-from mlops_ray.data.sources import Source, resolve_files, resolve_source
+from mlops_ray.data.sources import Source, check_consistent_kinds, resolve_files, resolve_source
 from mlops_ray.exceptions import DataError, SchemaError
 from mlops_ray.ray_errors import own_error, quiet_task_errors
 
@@ -209,6 +209,8 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     src = spec.source
     source = resolve_source(src.bundled, cfg.resolve_path(src.path) if src.path else None, src.format)
     schema = schema_from_spec(spec, source.unified_schema, source.description)
+    if schema.inferred:
+        check_consistent_kinds(source)
     check_feature_spec(schema, spec.features)
     ignored: list[str] = []
     for where, arrow_schema in source.schemas.items():
