@@ -127,17 +127,21 @@ def _tensor(t: Any, i: int) -> tuple[str, list[int], str, list[Any]]:
     return str(t["name"]), shape, str(t["datatype"]).upper(), data
 
 
-def _check_dtype(name: str, dtype: str, kind: str, data: list[Any]) -> None:
+def _check_dtype(name: str, dtype: str, kind: str) -> None:
     ok = dtype in V2_NUMERIC if kind == "double" else dtype == "BYTES"
     if not ok:
         want = "a numeric datatype (FP32, FP64, INT64, ...)" if kind == "double" else "BYTES"
         raise RequestError(422, f"tensor {name!r} has datatype {dtype}; feature {name!r} needs {want}", name)
-    if dtype.startswith(("INT", "UINT")):  # a tensor that says integers but carries 2.5 was built wrong
-        bad = [v for v in data if not _integral(v)]
-        if bad:
-            bad = bad[0]
-            raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {bad!r}; "
-                               "send integers or declare FP64", name)
+
+
+def _check_integers(name: str, dtype: str, data: list[Any]) -> None:
+    """A tensor that says ``INT*``/``UINT*`` but carries 2.5 was built wrong: say so rather than guess."""
+    if not dtype.startswith(("INT", "UINT")):
+        return
+    bad = next((v for v in data if not _integral(v)), None)
+    if bad is not None:
+        raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {bad!r}; send integers or "
+                           "declare FP64", name)
 
 
 def _integral(v: Any) -> bool:
@@ -163,13 +167,15 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
             raise RequestError(422, f"a single tensor {name!r} must have shape [n, {k}] (columns {list(schema.columns)}"
                                f"), got {shape}; or send one tensor per feature", name)
         for c in schema.columns:
-            _check_dtype(c, dtype, schema.types[c], data)
+            _check_dtype(c, dtype, schema.types[c])
+        _check_integers(name, dtype, data)
         rows = [data[r * k:(r + 1) * k] for r in range(shape[0])]
         return validate_positional(rows, schema, max_rows), None if rid is None else str(rid)
     cols: dict[str, list[Any]] = {}
     for name, shape, dtype, data in tensors:
         if name in schema.types:
-            _check_dtype(name, dtype, schema.types[name], data)
+            _check_dtype(name, dtype, schema.types[name])
+        _check_integers(name, dtype, data)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
         cols[name] = data
