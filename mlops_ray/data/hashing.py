@@ -15,6 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# Which rows go to the holdout is a function of the row hash: a model records the scheme it was split
+# with, and a gate never compares on rows of a champion split under another scheme. Bump on any change
+# to row_hashes or holdout_mask. 2: columns hashed by name (1: in schema order).
+SPLIT_SCHEME = "2"
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlops_ray.data.hashing import SPLIT_SCHEME
 from mlops_ray.exceptions import GateRejected, RegistryError
 from mlops_ray.registry import gate as gate_mod
 from mlops_ray.registry.artifacts import load_fitted_model_dir, save_fitted_model
@@ -82,6 +83,7 @@ def lineage_tags(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> di
         # The split this version's holdout came from: a later gate scores it only on rows it never saw.
         "split_seed": str(cfg.seed),
         "holdout_fraction": repr(float(cfg.data.split.holdout_fraction)),
+        "split_scheme": SPLIT_SCHEME,
         "kind": result.model.kind,
         "task": result.model.task,
         "metric": str(result.metric),
@@ -107,15 +109,18 @@ def unseen_by_champion(cfg: PipelineConfig, prepared: PreparedData, champion_tag
     """Which holdout rows the champion never trained on: a boolean mask, or None when that is all of them.
 
     The split is a seeded function of each row's content hash, so the champion's own split (its
-    ``split_seed`` and ``holdout_fraction`` tags) tells which of today's holdout rows were in its training
-    split. Rows it never saw at all (new data) but that its split would have trained on are left out too:
-    the comparison errs towards fewer rows, never towards rows one model memorised.
+    ``split_seed``, ``holdout_fraction`` and ``split_scheme`` tags) tells which of today's holdout rows were
+    in its training split; a RegistryError when it cannot (split by another hash scheme, or untagged).
+    Rows it never saw at all (new data) but that its split would have trained on are left out too: the
+    comparison errs towards fewer rows, never towards rows one model memorised.
     """
     from mlops_ray.data.hashing import holdout_mask
 
     seed, frac = champion_tags.get(TAG + "split_seed"), champion_tags.get(TAG + "holdout_fraction")
-    if seed is None or frac is None:  # registered before these tags existed: its split is unknown
-        return None
+    scheme = champion_tags.get(TAG + "split_scheme")
+    if seed is None or frac is None or scheme != SPLIT_SCHEME:  # the same seed may have split other rows
+        raise RegistryError(f"it was split {'by an older version' if scheme is None else f'by scheme {scheme}'} "
+                            f"of the row hash (now scheme {SPLIT_SCHEME})")
     if int(seed) == cfg.seed and float(frac) == float(cfg.data.split.holdout_fraction):
         return None
     if prepared.holdout_hashes is None or len(prepared.holdout_hashes) != len(prepared.y_holdout):

@@ -242,3 +242,11 @@ def test_gate_compares_only_on_rows_the_champion_never_trained_on(setup) -> None
     assert few.decision.reason.endswith(f"mlops-ray promote {cfg.model_name} {few.version}")
     tags = MlflowClient(runtime.tracking_uri).get_model_version(cfg.model_name, few.version).tags
     assert tags["mlops_ray.gate.reason"] == few.decision.reason
+    # A champion split under an older row hash: the same seed put other rows in its holdout, so no
+    # comparison is fair; refused with the reason (a model registered before this version's hash).
+    cl = MlflowClient(runtime.tracking_uri)
+    champ = cl.get_model_version_by_alias(cfg.model_name, "champion").version
+    cl.set_model_version_tag(cfg.model_name, champ, "mlops_ray.split_scheme", "1")
+    old = register_model(cfg, runtime, _search(runtime, cfg, strong), prepared)
+    assert not old.accepted and f"cannot tell which holdout rows the champion v{champ} trained on (it was split " \
+        "by scheme 1 of the row hash" in old.decision.reason

@@ -191,7 +191,7 @@ def test_vectorised_binary_auc_matches_the_loop() -> None:
 
 def test_rows_new_to_the_champion_follow_its_split() -> None:
     from mlops_ray.config import parse_config
-    from mlops_ray.data.hashing import holdout_mask
+    from mlops_ray.data.hashing import SPLIT_SCHEME, holdout_mask
     from mlops_ray.registry.register import unseen_by_champion
     from tests._registry_support import fit_features, make_frame, make_prepared
 
@@ -199,9 +199,15 @@ def test_rows_new_to_the_champion_follow_its_split() -> None:
     prepared = make_prepared(df.iloc[:200], df.iloc[200:], fit_features(df.iloc[:200]))
     prepared.holdout_hashes = np.arange(1, 101, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     cfg = parse_config({"name": "g", "seed": 3, "data": {"source": {"bundled": "iris"}, "target": "label"}})
-    tags = {"mlops_ray.split_seed": "3", "mlops_ray.holdout_fraction": "0.2"}
+    tags = {"mlops_ray.split_seed": "3", "mlops_ray.holdout_fraction": "0.2", "mlops_ray.split_scheme": SPLIT_SCHEME}
     assert unseen_by_champion(cfg, prepared, tags) is None  # same split: every holdout row is new to it
-    assert unseen_by_champion(cfg, prepared, {}) is None  # registered before the tags: split unknown
+    # The same seed under another row hash split other rows: which ones the champion saw cannot be told.
+    with pytest.raises(RegistryError, match=rf"split by an older version of the row hash \(now scheme {SPLIT_SCHEME}"):
+        unseen_by_champion(cfg, prepared, {k: v for k, v in tags.items() if "scheme" not in k})
+    with pytest.raises(RegistryError, match="split by scheme 1 of the row hash"):
+        unseen_by_champion(cfg, prepared, {**tags, "mlops_ray.split_scheme": "1"})
+    with pytest.raises(RegistryError, match="older version"):
+        unseen_by_champion(cfg, prepared, {})
     other = unseen_by_champion(cfg, prepared, {**tags, "mlops_ray.split_seed": "4"})
     np.testing.assert_array_equal(other, holdout_mask(prepared.holdout_hashes, 4, 0.2))
     assert 0 < other.sum() < len(other)
