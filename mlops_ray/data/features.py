@@ -35,6 +35,7 @@ class NumericFeature:
     transform: Literal["standard", "minmax", "robust", "none"] = "standard"
     center: float = 0.0
     scale: float = 1.0
+    raw_type: Literal["float", "int", "bool"] = "float"  # the input column's type (the MLflow signature's)
 
     def out_names(self) -> list[str]:
         return [self.name]
@@ -88,8 +89,16 @@ class FeaturePipeline:
         return names
 
     def input_types(self) -> dict[str, str]:
-        """Column -> "double" or "string", the raw input schema (for MLflow signatures and validation)."""
+        """Column -> "double" or "string", the raw input schema (for request validation)."""
         types = {f.name: "double" for f in self.numeric}
+        types.update({c.name: "string" for c in self.categorical})
+        return {name: types[name] for name in self.input_order}
+
+    def signature_types(self) -> dict[str, str]:
+        """Column -> MLflow column type: integer and boolean inputs keep their type, so the frame they came
+        in (int64 columns) passes MLflow's schema check, which refuses int64 -> double as unsafe."""
+        mlflow_type = {"float": "double", "int": "long", "bool": "boolean"}
+        types = {f.name: mlflow_type[f.raw_type] for f in self.numeric}
         types.update({c.name: "string" for c in self.categorical})
         return {name: types[name] for name in self.input_order}
 

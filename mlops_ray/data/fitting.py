@@ -80,7 +80,7 @@ def fit_features(
         numeric.append(NumericFeature(
             name=col.name, fill=r.fill,
             clip_low=r.low if clip else None, clip_high=r.high if clip else None,
-            transform=transform, center=center, scale=scale,
+            transform=transform, center=center, scale=scale, raw_type=col.type,
         ))
     categorical: list[CategoricalFeature] = []
     crules = {r.name: r for r in plan.categorical}

@@ -29,7 +29,7 @@ def build_signature(fitted: FittedModel) -> ModelSignature:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec(t, name) for name, t in fitted.features.input_types().items()])
+    inputs = Schema([ColSpec(t, name) for name, t in fitted.features.signature_types().items()])
     if fitted.task == "classification":
         classes = fitted.classes or []
         pred_type = "string" if any(isinstance(c, str) for c in classes) else "long"

@@ -90,6 +90,9 @@ def test_csv_parquet_folder_and_glob_agree(ray_session: str, runtime: Runtime, t
     glob = prepare(_cfg(str(tmp_path / "csvs" / "*.csv")), runtime)
     for p in (one, folder, glob):
         assert p.report.rows_read == 150 and p.report.rows_rejected == 0
+    # The declared types reach the MLflow signature: an int column is an int input (a `long`).
+    assert {f.name: f.raw_type for f in one.features.numeric} == {"x": "float", "n": "int"}
+    assert one.features.signature_types() == {"x": "double", "n": "long", "color": "string"}
     # Same rows, however split into files, ordered or formatted: same fingerprint, split and matrices.
     assert one.fingerprint == folder.fingerprint == glob.fingerprint
     assert one.report.rows_train == folder.report.rows_train == glob.report.rows_train

@@ -96,6 +96,21 @@ def test_logged_model_has_signature_and_example(runtime: Runtime) -> None:
         load_fitted_model(local / "missing")
 
 
+def test_integer_inputs_pass_mlflows_schema_check(runtime: Runtime) -> None:
+    """The training frame itself (an int64 column) goes through pyfunc: MLflow refuses int64 -> double."""
+    df = make_frame(80).assign(x2=lambda d: (d.x2 * 10).round().astype("int64"))
+    features = fit_features(df)
+    features.numeric[1].raw_type = "int"
+    model = fit_model(df, RandomForestClassifier(n_estimators=3, random_state=0), features)
+    exp = ensure_experiment(runtime, "sig-int")
+    with mlflow.start_run(experiment_id=exp):
+        info = log_fitted_model(model, bundle_code=False)
+    assert [c.type.name for c in info.signature.inputs.inputs] == ["double", "long", "string"]
+    out = mlflow.pyfunc.load_model(info.model_uri).predict(df.drop(columns="label"))
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), model.predict(df))
+    assert load_fitted_model(info.model_uri).features.numeric[1].raw_type == "int"  # kept in features.json
+
+
 def test_a_classifier_without_probabilities_registers_and_predicts(runtime: Runtime) -> None:
     """SVC(probability=False) has no predict_proba: labels only, everywhere (the gate used to crash on it)."""
     from sklearn.svm import SVC
