@@ -292,7 +292,8 @@ class CanarySpec(_Spec):
     min_requests: int = Field(20, ge=1)  # a window with fewer canary requests is extended, not judged
     max_error_rate_delta: float = Field(0.02, ge=0)  # canary error rate minus stable's
     max_p99_ratio: float = Field(2.0, gt=1.0)  # canary p99 / stable p99
-    max_prediction_psi: float = Field(0.25, gt=0)  # distribution of predictions, canary vs stable
+    # Distribution of predictions, canary vs stable, judged only without enough feedback labels; None: never.
+    max_prediction_psi: float | None = Field(0.25, gt=0)
     max_accuracy_drop: float = Field(0.05, ge=0)  # when feedback labels exist
 
     @model_validator(mode="after")

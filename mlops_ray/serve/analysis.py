@@ -1,7 +1,8 @@
 """Canary analysis: is the canary as good as stable over one window? (pure: numbers in, verdict out)
 
-Compared per window: error rate (canary minus stable), p99 latency (canary over stable), the
-distribution of predictions (PSI, canary against stable) and, when feedback labels arrived, accuracy.
+Compared per window: error rate (canary minus stable), p99 latency (canary over stable), and either
+accuracy on feedback labels (when enough arrived on both sides) or, without them, the distribution of
+predictions (PSI, canary against stable) as a stand-in.
 A window with fewer than ``min_requests`` canary requests is not judged: it is extended.
 """
 
@@ -61,7 +62,7 @@ class Thresholds:
     min_requests: int = 20
     max_error_rate_delta: float = 0.02
     max_p99_ratio: float = 2.0
-    max_prediction_psi: float = 0.25
+    max_prediction_psi: float | None = 0.25  # None: predictions may shift (labels alone judge)
     max_accuracy_drop: float = 0.05
     min_labeled: int = 10  # accuracy is compared only with this many labels on each side
 
@@ -123,16 +124,20 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
         m.update(canary_p99_ms=round(cp, 2), stable_p99_ms=round(sp, 2), p99_ratio=round(ratio, 3))
         if ratio > th.max_p99_ratio:
             failures.append(f"p99 latency {cp:.1f} ms vs stable {sp:.1f} ms (ratio {ratio:.2f} > {th.max_p99_ratio})")
-    if stable.predictions and canary.predictions:
-        psi = prediction_psi(list(stable.predictions), list(canary.predictions))
-        m["prediction_psi"] = round(psi, 4)
-        if psi > th.max_prediction_psi:
-            failures.append(f"prediction distribution shifted: PSI {psi:.3f} > {th.max_prediction_psi}")
     ca, sa = canary.accuracy, stable.accuracy
-    if ca is not None and sa is not None and min(canary.labeled, stable.labeled) >= th.min_labeled:
+    labels_judge = ca is not None and sa is not None and min(canary.labeled, stable.labeled) >= th.min_labeled
+    if labels_judge:
         m.update(canary_accuracy=round(ca, 4), stable_accuracy=round(sa, 4))
         if sa - ca > th.max_accuracy_drop:
             failures.append(f"accuracy {ca:.3f} vs stable {sa:.3f} (drop {sa - ca:.3f} > {th.max_accuracy_drop})")
+    if stable.predictions and canary.predictions:
+        psi = prediction_psi(list(stable.predictions), list(canary.predictions))
+        m["prediction_psi"] = round(psi, 4)
+        # PSI stands in for labels: a canary that predicts differently and is as accurate on labelled
+        # requests is a better model (a retrain after drift disagrees with the model it replaces), not a broken one.
+        if th.max_prediction_psi is not None and psi > th.max_prediction_psi and not labels_judge:
+            failures.append(f"prediction distribution shifted: PSI {psi:.3f} > {th.max_prediction_psi} "
+                            "(no feedback labels to judge by)")
     if failures:
         return Verdict("fail", "; ".join(failures), m)
     parts = [f"{canary.requests} requests", f"error delta {delta:+.1%}"]

@@ -52,6 +52,21 @@ def test_shifted_predictions_fail_on_psi() -> None:
     assert v.verdict == "fail" and "PSI" in v.reason
 
 
+def test_labels_overrule_psi_and_psi_can_be_off() -> None:
+    """A retrain after drift predicts differently from the model it replaces: labels, when there are
+    enough, say whether that is better; PSI only stands in for them."""
+    stable, canary = window(200, preds=["a", "b"]), window(50, preds=["b", "b", "b", "a"])
+    assert "no feedback labels to judge by" in analyze(stable, canary, TH).reason
+    for i in range(20):
+        stable.record_feedback(i % 2 == 0)  # the degraded stable: 50%
+        canary.record_feedback(True)
+    v = analyze(stable, canary, TH)
+    assert v.verdict == "pass" and v.metrics["prediction_psi"] > 0.25 and v.metrics["canary_accuracy"] == 1.0
+    off = Thresholds(**{**TH.__dict__, "max_prediction_psi": None})
+    v = analyze(window(200, preds=["a", "b"]), window(50, preds=["b", "b", "b", "a"]), off)
+    assert v.verdict == "pass" and v.metrics["prediction_psi"] > 0.25  # still measured, shown
+
+
 def test_accuracy_drop_fails_only_with_enough_labels() -> None:
     stable, canary = window(200), window(50)
     for i in range(20):
