@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a path the user gave (a file where a folder should be, no permission...): one line
+        if args.debug:
+            raise
+        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        print(f"error: {what} (--debug shows where)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

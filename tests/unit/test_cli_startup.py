@@ -29,3 +29,14 @@ def test_bad_config_is_a_clear_error_without_traceback(tmp_path) -> None:  # typ
     r = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "run", str(p)], capture_output=True, text=True)
     assert r.returncode == 1
     assert "data.bogus" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_bad_output_path_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out in (afile, afile / "sub"):
+        r = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "data", "generate", "--rows", "10", "--out",
+                            str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: ") and str(afile) in r.stderr and len(r.stderr.splitlines()) == 1
+    assert afile.read_text() == ""  # nothing written over it
