@@ -82,6 +82,10 @@ def run_pipeline(
         from mlops_ray.tune.checks import check_config
 
         check_config(cfg)
+    if "register" in todo:
+        from mlops_ray.registry.gate import check_gate_spec
+
+        check_gate_spec(cfg.registry.gate.thresholds)
     registry.check_reachable(runtime)  # so does a tracking server that is down (MLflow would retry for minutes)
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)

@@ -37,6 +37,14 @@ def metric_mode(name: str) -> str:
     return METRICS[name][0]
 
 
+def check_gate_spec(thresholds: dict[str, float]) -> None:
+    """``registry.gate.thresholds`` names known metrics: checked before any work (a typo surfaced after the search)."""
+    unknown = [m for m in thresholds if m not in METRICS]
+    if unknown:
+        raise RegistryError(f"registry.gate.thresholds: unknown metric(s) {unknown}; the gate knows "
+                            f"{', '.join(METRICS)}")
+
+
 def task_metrics(task: str, has_proba: bool) -> list[str]:
     return [m for m, (_, t, p) in METRICS.items() if t == task and (has_proba or not p)]
 

@@ -348,3 +348,10 @@ def test_a_wrong_path_fails_before_ray_starts(tmp_path: Path) -> None:
                            "data,tune", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "tune.model.params.n_estimator: " in done.stderr, done.stderr
     assert "Ray" not in done.stderr and not (tmp_path / "w").exists()
+    # A typo in the gate's thresholds: the same (it surfaced after the whole search).
+    (tmp_path / "g.yaml").write_text("name: np\ndata:\n  source: {bundled: iris}\n"
+                                     "registry:\n  gate: {thresholds: {acuracy: 0.9}}\n")
+    done = subprocess.run([sys.executable, "-m", "mlops_ray.cli", "register", str(tmp_path / "g.yaml"), "--workdir",
+                           str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "registry.gate.thresholds: unknown metric(s) ['acuracy']" in done.stderr
+    assert "Ray" not in done.stderr and not (tmp_path / "w").exists()
