@@ -133,6 +133,14 @@ def _write(batch: pa.Table, schema: Schema, plan: Any, features: Any, seed: int,
     return _pack(out.partial)
 
 
+def _write_rejects(batch: pa.Table, schema: Schema, seed: int, fraction: float, out_dir: str) -> pa.Table:
+    """Only the rejected rows: what a user needs to see when no row was valid."""
+    rejects = blocks.validate_and_split(batch, schema, seed, fraction).rejects
+    if rejects.num_rows:
+        pq.write_table(rejects, f"{out_dir}/_rejects_parts/part-{uuid.uuid4().hex}.parquet")
+    return _pack(rejects.num_rows)
+
+
 def _map(ds: ray.data.Dataset, fn: Any, **kwargs: Any) -> ray.data.Dataset:
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=None, zero_copy_batch=True, fn_kwargs=kwargs)
 
@@ -215,8 +223,7 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     ignored: list[str] = []
     for where, arrow_schema in source.schemas.items():
         ignored += [c for c in check_columns(schema, arrow_schema.names, where) if c not in ignored]
-    out_dir = runtime.data_dir / cfg.name
-    _prepare_output(out_dir)
+    out_dir = runtime.data_dir / cfg.name  # emptied just before pass 3: a run that fails sooner leaves the last outputs
     seed, frac = cfg.seed, spec.split.holdout_fraction
     malformed = spec.schema_.malformed_lines
     timings["inspect"] = time.perf_counter() - t_start
@@ -228,8 +235,14 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     if scan.rows == 0:
         raise DataError(f"no rows in {source.description}: the input files hold a header at most")
     if scan.train_rows == 0:
+        where = ""
+        if scan.rejected:  # the run's rejects replace the last run's outputs: they are what to look at now
+            _prepare_output(out_dir)
+            _collect(_map(_read(source, malformed), _write_rejects, schema=schema, seed=seed, fraction=frac,
+                          out_dir=str(out_dir)), "writing the rejected rows")
+            where = f"; every rejected row, with its reason, is in {_merge_rejects(out_dir, source.all_columns())}"
         raise DataError(f"no valid training rows in {source.description}: {scan.rows} read, rejected by reason "
-                        f"{scan.rejected}. Fix the input or the schema (rejects are written by a run with valid rows).")
+                        f"{scan.rejected}{where}. Fix the input or the schema.")
     task = decide_task(spec.task, schema, scan.labels)
     classification = task == "classification"
     classes = sorted(scan.labels.counts) if classification else None
@@ -254,6 +267,7 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
         raise SchemaError(f"feature name(s) {clash} come out twice (a column's name equals a one-hot column "
                           "<column>=<category>); rename the input column")
 
+    _prepare_output(out_dir)
     t = time.perf_counter()
     wrote = blocks.merge_writes(_collect(_map(
         _read(source, malformed), _write, schema=schema, plan=plan, features=features, seed=seed, fraction=frac,

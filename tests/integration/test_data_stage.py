@@ -164,11 +164,17 @@ def test_csv_lines_of_the_wrong_field_count_are_quarantined(ray_session: str, ru
     # The error as raised in the read task: not Ray's RayTaskError(DataError) with the worker's traceback,
     # nor Ray Data's retry advice appended.
     assert type(err.value) is DataError and "Traceback" not in str(err.value) and "Failed to" not in str(err.value)
+    out_dir = runtime.data_dir / "t"
+    assert (out_dir / "features.json").is_file()  # a run that fails while reading leaves the last outputs
     # A header that does not match any line (a wrong delimiter): no valid rows, and the reason says why.
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "c.csv").write_text("x,n,color,y\n" + good.replace(",", ";").replace(";", ",", 1))
-    with pytest.raises(DataError, match=r"no valid training rows .*malformed_line.: 40"):
+    with pytest.raises(DataError, match=r"no valid training rows .*malformed_line.: 40.*every rejected row, with "
+                                         r"its reason, is in .*rejects\.parquet"):
         prepare(_cfg(str(tmp_path / "e")), runtime)
+    rejects = pd.read_parquet(out_dir / "rejects.parquet")  # what the user needs most when nothing was valid
+    assert len(rejects) == 40 and set(rejects["_reject_reason"]) == {"malformed_line"}
+    assert not (out_dir / "features.json").exists()  # not left beside rejects of another run
 
 
 def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
