@@ -295,7 +295,7 @@ class Ingress:
         elif proto == "v2":
             body = protocols.v2_response(name, version, rid, preds, proba, client_id, wanted)
         else:
-            body = protocols.invocations_response(name, version, rid, preds)
+            body = protocols.invocations_response(name, version, rid, preds, proba, meta.get("classes"))
         return self._reply(200, body, rid, had, name, version)
 
     async def _call(self, entry: ModelEntry, info: VersionInfo, cols: dict[str, list[Any]], rid: str) -> dict[str, Any]:

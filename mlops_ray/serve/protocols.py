@@ -240,9 +240,16 @@ def v2_response(model: str, version: str, request_id: str, preds: list[Any], pro
             "request_id": request_id, "outputs": outputs}
 
 
-def invocations_response(model: str, version: str, request_id: str, preds: list[Any]) -> dict[str, Any]:
-    return {"predictions": [_json_safe(p) for p in preds], "model_name": model, "model_version": version,
-            "request_id": request_id}
+def invocations_response(model: str, version: str, request_id: str, preds: list[Any],
+                         proba: list[list[float]] | None, classes: list[Any] | None) -> dict[str, Any]:
+    """What ``mlflow models serve`` answers for this model's pyfunc: one record per row, ``prediction`` and,
+    for a classifier, ``proba_<class>`` (the pyfunc's output columns), so a client can switch servers."""
+    records: list[dict[str, Any]] = [{"prediction": _json_safe(p)} for p in preds]
+    if proba is not None:
+        names = [f"proba_{c}" for c in (classes if classes is not None else range(len(proba[0]) if proba else 0))]
+        for rec, row in zip(records, proba, strict=True):
+            rec.update(zip(names, row, strict=True))
+    return {"predictions": records, "model_name": model, "model_version": version, "request_id": request_id}
 
 
 def v2_server_metadata(version: str) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_invocations_csv_and_compressed_bodies(app: SimpleNamespace) -> None:
     gz = {**app.auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
     r = httpx.post(f"{app.url}/v1/models/{MODEL}/predict", content=gzip.compress(json.dumps({"rows": data}).encode()),
                    headers=gz)
-    assert r.status_code == 200 and r.json()["predictions"] == want
+    assert r.status_code == 200 and r.json()["predictions"] == [w["prediction"] for w in want]
     bomb = httpx.post(f"{app.url}/v1/models/{MODEL}/predict", content=gzip.compress(b" " * 100_000), headers=gz)
     assert bomb.status_code == 413 and "inflates to more than 8192 bytes" in bomb.json()["error"]
 
@@ -198,6 +198,10 @@ def test_mlflow_invocations_formats(app: SimpleNamespace) -> None:
         assert r.status_code == 200, (b, r.text)
         answers.append(r.json()["predictions"])
     assert all(a == answers[0] for a in answers)
+    # One record per row, as `mlflow models serve` answers for the registered pyfunc.
+    v1 = post(app, f"/v1/models/{MODEL}/predict", {"rows": data}).json()
+    assert answers[0] == [{"prediction": p, **{f"proba_{c}": q for c, q in zip(v1["classes"], pr, strict=True)}}
+                          for p, pr in zip(v1["predictions"], v1["probabilities"], strict=True)]
 
 
 @pytest.mark.parametrize(("body", "raw", "status", "text"), [

@@ -177,6 +177,11 @@ def test_responses_carry_model_version_and_request_id() -> None:
     assert v2["id"] == "client-1" and v2["outputs"][0]["datatype"] == "BYTES"
     assert v2["outputs"][1]["shape"] == [2, 2] and len(v2["outputs"][1]["data"]) == 4
     assert protocols.v2_response("m", "1", "r", [1.5], None, None)["outputs"][0]["datatype"] == "FP64"
+    # /invocations: the records `mlflow models serve` answers for the pyfunc (prediction + proba_<class>).
+    inv = protocols.invocations_response("m", "3", "rid", ["p", "n"], [[0.2, 0.8], [0.9, 0.1]], ["n", "p"])
+    assert inv["predictions"] == [{"prediction": "p", "proba_n": 0.2, "proba_p": 0.8},
+                                  {"prediction": "n", "proba_n": 0.9, "proba_p": 0.1}]
+    assert protocols.invocations_response("m", "1", "r", [1.5], None, None)["predictions"] == [{"prediction": 1.5}]
     # `outputs` in the request: only those are answered; an unknown name is a 400.
     wanted = protocols.v2_requested_outputs({"inputs": [], "outputs": [{"name": "predictions"}]})
     only = protocols.v2_response("m", "3", "rid", ["p"], [[0.2, 0.8]], None, wanted)
