@@ -64,8 +64,9 @@ class MonitorReport:
                             f"[{', '.join(d.drifted_features)}], material: [{', '.join(d.material_features)}]"
                             if d.drift_detected else f"none in {len(d.features)} features"))
             if d.prediction is not None:
-                lines.append(f"  predictions: PSI {d.prediction.psi:.3f}, p={d.prediction.p_value:.3g}"
-                             + (" DRIFT" if d.prediction_drift else ""))
+                mark = " DRIFT" if d.prediction_drift else (
+                    f" drifted, not material (PSI < {d.psi_threshold})" if d.prediction.drifted else "")
+                lines.append(f"  predictions: PSI {d.prediction.psi:.3f}, p={d.prediction.p_value:.3g}{mark}")
         else:
             lines.append(f"  drift: not judged ({d.n_live} rows < min_rows {d.min_rows})")
         if p.live is not None and p.live.n:

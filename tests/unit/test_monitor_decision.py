@@ -141,6 +141,13 @@ def test_report_renders_self_contained_html(tmp_path: Path) -> None:
     assert paths["distributions"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths["json"].read_text())["retrain"] is True
     assert "decision: RETRAIN" in rep.summary()
+    # Predictions significantly different but by a small PSI: said, as for features, not left unmarked.
+    from mlops_ray.monitor.drift import FeatureDrift
+
+    d.prediction = FeatureDrift("prediction", "categorical", "chi2", 9.0, 0.02, 0.138, 800, 800, 0.02, True, False)
+    assert "predictions: PSI 0.138, p=0.02 drifted, not material (PSI < 0.2)" in rep.summary()
+    d.prediction.material = True
+    assert "p=0.02 DRIFT" in rep.summary()
 
 
 def test_public_api_resolves_without_importing_ray() -> None:
