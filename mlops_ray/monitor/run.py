@@ -182,8 +182,10 @@ def holdout_baseline(mv: Any | None, runtime: Runtime, metric: str) -> float | N
 # ------------------------------------------------------------------------------------- scanning
 
 
-def check_log_schema(files: list[Path], expected: list[str]) -> None:
-    """Every log file must carry exactly the monitored model's features; else say which files and columns."""
+def check_log_schema(files: list[Path], expected: list[str], reference: str | None = None) -> None:
+    """Every log file must carry exactly the monitored model's features; else say which files and columns.
+
+    ``reference``: the profile file the user passed (``--reference``), blamed when no log file matches it."""
     problems = []
     for f in files:
         cols = pq.read_schema(f).names
@@ -191,6 +193,11 @@ def check_log_schema(files: list[Path], expected: list[str]) -> None:
         p = check_columns(str(f), cols, expected, [version] if version else [])
         if p is not None:
             problems.append(p)
+    if problems and reference is not None and len(problems) == len(files):
+        raise MonitorError(
+            f"the reference profile {reference} has columns {expected}, but none of the {len(files)} prediction-log "
+            f"files does ({problems[0].describe()}): it profiles another model's data. Pass the reference.json of "
+            "the data this version was trained on, or leave --reference out (the version's own is used)")
     if problems:
         versions = sorted({v for p in problems for v in p.versions})
         shown = "\n  ".join(p.describe() for p in problems[:5])
@@ -303,7 +310,8 @@ def run_monitor(
                         f"the reference and the holdout baseline are v{version}'s")
     profile, source = resolve_reference(runtime, name, version, mv, reference)
     notes.append(f"reference profile: {source}")
-    check_log_schema(files, profile.column_names)
+    given = None if reference is None else str(reference) if isinstance(reference, str | Path) else "passed in"
+    check_log_schema(files, profile.column_names, given)
     task = _task(cfg, files, profile)
     if profile.prediction is None and profile.target is not None and task == "classification":
         # Without a profile of the model's own predictions, compare them with the training labels.

@@ -143,6 +143,11 @@ def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> 
         lg.log(old, labels, proba)
     with pytest.raises(MonitorError, match=r"(?s)lacks \['income'\].*'salary'.*version\(s\) 2"):
         run_monitor(_cfg(), runtime, "churn", 1, reference=reference, all_versions=True)
+    # A reference of another model's data (no log file has its columns): the reference is blamed, not the logs.
+    other = profile_from_frame(_frame(np.random.default_rng(7), 300).rename(columns={"income": "wage"}))
+    with pytest.raises(MonitorError, match=r"the reference profile passed in has columns .*'wage'.*but none of "
+                                           r"the \d+ prediction-log files does .*leave --reference out"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=other)
     with pytest.raises(MonitorError, match="no reference profile for churn v1"):
         run_monitor(_cfg(), runtime, "churn", 1)
 
