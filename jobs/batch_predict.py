@@ -1,7 +1,8 @@
 """Offline scoring of a Parquet folder with the registered model, as a Ray job.
 
-    ray job submit --working-dir . -- python jobs/batch_predict.py --config examples/breast_cancer.yaml \
-        --input data/to_score --output work/scored
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"MLOPS_RAY_WORKDIR": "/abs/work"}}' \
+        -- python jobs/batch_predict.py --config examples/breast_cancer.yaml \
+        --input data/to_score --output /abs/work/scored
 
 Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
 """

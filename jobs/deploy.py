@@ -1,6 +1,7 @@
 """Deploy a registered model version with Ray Serve as a Ray job.
 
-    ray job submit --working-dir . -- python jobs/deploy.py --config examples/breast_cancer.yaml
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"MLOPS_RAY_WORKDIR": "/abs/work"}}' \
+        -- python jobs/deploy.py --config examples/breast_cancer.yaml
 
 Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
 """

@@ -1,6 +1,7 @@
 """Drift and live-accuracy report plus the retrain decision, as a Ray job.
 
-    ray job submit --working-dir . -- python jobs/monitor.py --config examples/breast_cancer.yaml
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"MLOPS_RAY_WORKDIR": "/abs/work"}}' \
+        -- python jobs/monitor.py --config examples/breast_cancer.yaml
 
 Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
 """

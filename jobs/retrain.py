@@ -1,6 +1,7 @@
 """Retrain, gate and roll out when the monitor's trigger fires, as a Ray job.
 
-    ray job submit --working-dir . -- python jobs/retrain.py --config examples/breast_cancer.yaml
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"MLOPS_RAY_WORKDIR": "/abs/work"}}' \
+        -- python jobs/retrain.py --config examples/breast_cancer.yaml
 
 Thin on purpose: argument parsing and the work live in mlops_ray.cluster.entrypoints.
 """

@@ -57,16 +57,33 @@ def check_workdir_outlives_job(rt: Runtime, cwd: Path | None = None) -> None:
     which Ray deletes; a relative workdir there takes the registry with it, and every later job would
     register a "first" model against an empty store.
     """
-    here = (cwd or Path.cwd()).resolve()
-    if "working_dir_files" not in here.parts:
-        return
     store = rt.local_store
-    if store is None or not store.resolve().is_relative_to(here):
+    if store is None or _upload_dir(store, cwd) is None:
         return  # a tracking server, or a store outside the upload: the registry outlives the job
     raise ClusterError(
         f"this job's MLflow store would be {store}, inside Ray's temporary copy of the uploaded directory: "
         "the registry would vanish with the job. Pass a lasting working directory (mlops-ray submit --workdir "
-        "/shared/path, or --env MLOPS_RAY_WORKDIR=...) or a tracking server (--tracking-uri http://...)")
+        "/shared/path; with ray job submit: --runtime-env-json '{\"env_vars\": {\"MLOPS_RAY_WORKDIR\": "
+        "\"/shared/path\"}}') or a tracking server (MLFLOW_TRACKING_URI=http://...)")
+
+
+def check_output_outlives_job(output: str, rt: Runtime, cwd: Path | None = None) -> None:
+    """An output folder inside Ray's temporary upload would be deleted with the job, the job still SUCCEEDED."""
+    if "://" in output or _upload_dir(Path(output), cwd) is None:
+        return
+    raise ClusterError(
+        f"--output {output} would be written inside Ray's temporary copy of the uploaded directory, which Ray "
+        f"deletes after the job: pass a folder that outlives it, e.g. --output {rt.workdir / 'scored'} (the job's "
+        "workdir) or s3://...")
+
+
+def _upload_dir(path: Path, cwd: Path | None) -> Path | None:
+    """The Ray upload this job runs in (``.../runtime_resources/working_dir_files/...``) when ``path`` lies in it."""
+    here = (cwd or Path.cwd()).resolve()
+    if "working_dir_files" not in here.parts:
+        return None
+    target = (path if path.is_absolute() else here / path).resolve()
+    return here if target.is_relative_to(here) else None
 
 
 def to_jsonable(obj: Any, depth: int = 0) -> Any:
@@ -229,6 +246,7 @@ def batch_predict(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
+    check_output_outlives_job(args.output, rt)
     from mlops_ray.cluster.batch import batch_predict as run
     _connect(rt)
     result = run(

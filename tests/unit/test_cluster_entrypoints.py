@@ -139,6 +139,15 @@ def test_a_job_refuses_a_registry_inside_rays_temporary_upload(tmp_path: Path) -
     check_workdir_outlives_job(server, cwd=upload)  # the registry lives on the server
     lasting = resolve_runtime(None, workdir=tmp_path / "shared", tracking_uri=f"sqlite:///{tmp_path}/shared/m.db")
     check_workdir_outlives_job(lasting, cwd=upload)
+    # batch_predict's --output: a relative folder is inside the upload (the job SUCCEEDED, the files vanished).
+    from mlops_ray.cluster.entrypoints import check_output_outlives_job
+
+    with pytest.raises(ClusterError, match=rf"--output work/scored would be written inside Ray's temporary copy.*"
+                                           rf"--output {tmp_path / 'shared' / 'scored'}"):
+        check_output_outlives_job("work/scored", lasting, cwd=upload)
+    check_output_outlives_job(str(tmp_path / "out"), lasting, cwd=upload)
+    check_output_outlives_job("s3://bucket/scored", lasting, cwd=upload)
+    check_output_outlives_job("work/scored", lasting, cwd=tmp_path)  # a local run: ./work/scored lasts
 
 
 def test_the_train_job_refuses_empty_steps(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
