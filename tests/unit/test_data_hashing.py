@@ -64,3 +64,17 @@ def test_folds_stratified_and_order_free() -> None:
         assert 55 <= in_fold.sum() <= 65
     perm = np.random.default_rng(0).permutation(300)
     assert np.array_equal(assign_folds(h[perm], 5, 0, y[perm].astype(int)), folds[perm])
+
+
+def test_identical_rows_share_a_fold() -> None:
+    """A duplicate in another fold is scored by a model that trained on it: CV would flatter the config."""
+    h, _ = row_hashes(_table(100), COLS)
+    rng = np.random.default_rng(1)
+    dup = np.concatenate([h, h[rng.integers(0, 100, 400)]])  # 400 repeats of 100 distinct rows
+    y = (dup % np.uint64(2)).astype(int)
+    folds = assign_folds(dup, 5, seed=0, strata=y)
+    for value in np.unique(dup):
+        assert len(set(folds[dup == value])) == 1
+    distinct = folds[:100]  # the distinct rows are still dealt evenly across folds
+    assert all(18 <= (distinct == k).sum() <= 22 for k in range(5))
+    assert np.array_equal(assign_folds(h, 5, 0), assign_folds(h, 5, 0))
