@@ -40,12 +40,13 @@ def _order(steps: Sequence[str]) -> list[str]:
     return [s for s in STEPS if s in steps]
 
 
-def connect_for_steps(runtime: Runtime, steps: Sequence[str]) -> None:
+def connect_for_steps(runtime: Runtime, steps: Sequence[str], *, check_cpu: bool = True) -> None:
     """Join the Ray the steps need; a no-op when connected.
 
     With a deploy step and no cluster address, the Serve application must outlive this process: the whole
     pipeline runs on this working directory's detached local head (started on first use, joined when it
-    serves already), not on a Ray that exits with us.
+    serves already), not on a Ray that exits with us. ``check_cpu=False``: the caller checks that the head
+    has a CPU for the data and tune steps itself, once it knows they will run (``require_free_cpu``).
     """
     import ray
 
@@ -53,7 +54,8 @@ def connect_for_steps(runtime: Runtime, steps: Sequence[str]) -> None:
         from mlops_ray.serve.controller import connect, require_free_cpu
 
         connect(runtime, start_head=True)
-        require_free_cpu()
+        if check_cpu:
+            require_free_cpu()
     connect_ray(runtime)
 
 

@@ -214,8 +214,13 @@ def retrain(
         root = Path(log_dir) if log_dir is not None else predictions_dir(runtime)
         require_logs(runtime, name, root / name, cfg.monitor.flush_interval_s)
     # With a deploy step: the head that serves the model (a local Ray would exit with us, and its Serve
-    # could not bind the port the serving head holds).
-    connect_for_steps(runtime, steps or cfg.steps)
+    # could not bind the port the serving head holds). Whether it has a CPU to train with matters only once
+    # the monitor says to retrain: "no retrain" must not fail because two versions are serving.
+    todo = steps or cfg.steps
+    import ray
+
+    on_serving_head = "deploy" in todo and not runtime.ray_address and not ray.is_initialized()
+    connect_for_steps(runtime, todo, check_cpu=False)
     if report is None and not force:
         from mlops_ray.monitor.run import run_monitor
 
@@ -227,6 +232,10 @@ def retrain(
         reasons = list(report.decision.reasons)
     else:
         reasons = ["forced (--force)"]
+    if on_serving_head:
+        from mlops_ray.serve.controller import require_free_cpu
+
+        require_free_cpu()
     data = build_retrain_data(cfg, runtime, name, log_dir=log_dir)
     new_cfg = retrain_config(cfg, data.path)
     from mlops_ray.pipeline import run_pipeline
