@@ -68,6 +68,7 @@ def _monitor(args: argparse.Namespace) -> int:
         if every is None:
             raise ConfigError("--every without SECONDS needs --config with monitor.schedule_s set")
     runs = 0
+    advised = False  # any run of a --count schedule advised retraining: cron/CI must hear of it
     while True:
         runs += 1
         try:
@@ -80,9 +81,12 @@ def _monitor(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)  # on a schedule: logs may simply not be there yet
             rep = None
         if rep is not None:
+            advised = advised or rep.retrain
             print_json(rep.summary_dict()) if args.json else print(rep.summary())
         if every is None or (args.count is not None and runs >= args.count):
-            return EXIT_RETRAIN if args.fail_on_retrain and rep is not None and rep.retrain else 0
+            if rep is None:
+                return 1  # the last run failed (its error is printed above)
+            return EXIT_RETRAIN if args.fail_on_retrain and advised else 0
         sys.stdout.flush()
         time.sleep(every)
 

@@ -171,8 +171,8 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert out["retrain"] is True and "age" in out["material_features"] and Path(out["report"]).is_file()
     assert main(["monitor", "nobody", "--workdir", str(runtime.workdir)]) == 1
     assert "model 'nobody' is not registered" in capsys.readouterr().err
-    # on a schedule a failing run is reported and retried at the next tick
-    assert main(["monitor", "nobody", "--workdir", str(runtime.workdir), "--every", "0.1", "--count", "2"]) == 0
+    # on a schedule a failing run is reported and retried at the next tick; the last one failing exits 1
+    assert main(["monitor", "nobody", "--workdir", str(runtime.workdir), "--every", "0.1", "--count", "2"]) == 1
     assert capsys.readouterr().err.count("is not registered") == 2
     # a config file where the model name goes: the usage, not "model '...yaml' is not registered"
     assert main(["monitor", str(cfg_path), "--workdir", str(runtime.workdir)]) == 1
