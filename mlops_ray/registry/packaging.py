@@ -151,8 +151,18 @@ def _storage_uri(models_uri: str, tracking_uri: str | None) -> str:
         try:
             version = client.get_model_version_by_alias(ref.name, alias).version
         except MlflowException as e:
-            raise RegistryError(f"{models_uri!r}: model {ref.name!r} has no version with alias {alias!r}; "
-                                f"`mlops-ray registry list {ref.name}` shows its versions and aliases") from e
+            import mlflow
+
+            where = tracking_uri or mlflow.get_tracking_uri()
+            try:
+                client.get_registered_model(ref.name)
+            except MlflowException:
+                raise RegistryError(
+                    f"{models_uri!r}: no model {ref.name!r} is registered in {where}; is that the right store? "
+                    "Pass tracking_uri= (or set MLFLOW_TRACKING_URI), e.g. sqlite:///work/mlflow.db for the "
+                    "default local workdir") from e
+            raise RegistryError(f"{models_uri!r}: model {ref.name!r} has no version with alias {alias!r} in "
+                                f"{where}; `mlops-ray models {ref.name}` shows its versions and aliases") from e
     return client.get_model_version_download_uri(ref.name, version)
 
 

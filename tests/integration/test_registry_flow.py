@@ -186,8 +186,11 @@ def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> Non
         load_fitted_model(tmp_path)
     with pytest.raises(RegistryError, match="could not load model 'models:/ghost/1'"):
         load_fitted_model("models:/ghost/1", tracking_uri=runtime.tracking_uri)
-    with pytest.raises(RegistryError, match="has no version with alias 'champion'"):
+    with pytest.raises(RegistryError, match=r"no model 'ghost' is registered in sqlite:.*is that the right store"):
         load_fitted_model("models:/ghost", tracking_uri=runtime.tracking_uri)
+    MlflowClient(runtime.tracking_uri).create_registered_model("ghost2")  # registered, but no champion yet
+    with pytest.raises(RegistryError, match=r"has no version with alias 'champion' in .*`mlops-ray models ghost2`"):
+        load_fitted_model("models:/ghost2", tracking_uri=runtime.tracking_uri)
     with pytest.raises(RegistryError, match="no registered model named 'ghost'"):
         resolve_version(runtime, "ghost")
     with pytest.raises(RegistryError, match="no registered model named 'ghost'; see `mlops-ray models`"):
