@@ -18,7 +18,7 @@ tag                                value
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops_ray.exceptions import RegistryError
 from mlops_ray.registry.store import TAG, client, get_aliases, mlflow_errors
@@ -52,19 +52,26 @@ def find_cached_run(runtime: Runtime, experiment: str, fingerprint: str, config_
     ``config_hash`` may be either ``cfg.config_hash()`` or the training hash; both are tags.
     Returns None when there is none (or the experiment does not exist yet).
     """
+    runs = find_cached_runs(runtime, experiment, fingerprint, config_hash, step, limit=1)
+    return runs[0] if runs else None
+
+
+def find_cached_runs(runtime: Runtime, experiment: str, fingerprint: str, config_hash: str, step: str,
+                     limit: int = 20) -> list[str]:
+    """Up to ``limit`` such runs, newest first."""
     with mlflow_errors(f"looking for a cached {step} run", runtime):
         cl = client(runtime)
         exp = cl.get_experiment_by_name(experiment)
         if exp is None:
-            return None
+            return []
         for key in ("train_config_hash", "config_hash"):
             flt = (f"tags.`{TAG}data_fingerprint` = {_q(fingerprint)} and tags.`{TAG}{key}` = {_q(config_hash)} "
                    f"and tags.`{TAG}step.{step}` = '{SUCCESS}'")
             runs = cl.search_runs([exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
-                                  max_results=1)
+                                  max_results=limit)
             if runs:
-                return runs[0].info.run_id
-    return None
+                return [r.info.run_id for r in runs]
+    return []
 
 
 def find_cached_registration(runtime: Runtime, cfg: PipelineConfig, fingerprint: str) -> Registration | None:
@@ -73,19 +80,25 @@ def find_cached_registration(runtime: Runtime, cfg: PipelineConfig, fingerprint:
 
     from mlops_ray.registry.register import Registration, training_config_hash
 
-    run_id = find_cached_run(runtime, cfg.experiment_name, fingerprint, training_config_hash(cfg), "register")
-    if run_id is None:
-        return None
+    run_ids = find_cached_runs(runtime, cfg.experiment_name, fingerprint, training_config_hash(cfg), "register")
     with mlflow_errors("reading the cached registration", runtime):
         cl = client(runtime)
-        tags = cl.get_run(run_id).data.tags
-        name, version = tags.get(TAG + "registered_model"), tags.get(TAG + "registered_version")
-        if not name or not version:
+        found: list[tuple[str, str, str, Any]] = []  # (run id, name, version, model version), newest first
+        for run_id in run_ids:
+            tags = cl.get_run(run_id).data.tags
+            name, version = tags.get(TAG + "registered_model"), tags.get(TAG + "registered_version")
+            if not name or not version:
+                continue
+            try:
+                found.append((run_id, name, version, cl.get_model_version(name, version)))
+            except MlflowException:  # the version was deleted since: not reusable
+                continue
+        if not found:
             return None
-        try:
-            mv = cl.get_model_version(name, version)
-        except MlflowException:  # the version was deleted since: not reusable
-            return None
+        # Identical runs registered several versions (--no-cache): the one serving as champion, else the newest
+        # (a rejected rerun must not hide that an identical version is the champion).
+        champions = {n: get_aliases(cl, n).get("champion") for n in {f[1] for f in found}}
+        run_id, name, version, mv = next((f for f in found if champions[f[1]] == f[2]), found[0])
         vtags = dict(mv.tags or {})
         return Registration(
             name=name, version=version, accepted=vtags.get(TAG + "gate.decision") == "accepted", decision=None,

@@ -151,6 +151,13 @@ def test_step_cache_finds_the_earlier_registration(setup) -> None:
     assert find_cached_registration(runtime, cfg, "another-fingerprint") is None
     other = _cfg(margin=0.01)  # a different gate: a different training config
     assert find_cached_registration(runtime, other, prepared.fingerprint) is None
+    # An identical rerun (--no-cache) registered v2, rejected (a tie with v1): the cache answers with the
+    # champion v1, not with the newest rejected copy of it.
+    again = register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(),
+                                                                         prepared.features)), prepared)
+    assert not again.accepted and again.version != reg.version
+    hit = find_cached_registration(runtime, cfg, prepared.fingerprint)
+    assert (hit.version, hit.accepted) == (reg.version, True)
 
 
 def test_failure_after_logging_leaves_nothing_half_registered(setup, monkeypatch) -> None:
