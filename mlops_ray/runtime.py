@@ -52,10 +52,6 @@ class Runtime:
         return self.workdir / "tune"
 
     @property
-    def models_dir(self) -> Path:
-        return self.workdir / "models"
-
-    @property
     def serve_dir(self) -> Path:
         return self.workdir / "serve"
 
@@ -63,13 +59,8 @@ class Runtime:
     def monitor_dir(self) -> Path:
         return self.workdir / "monitor"
 
-    @property
-    def cache_dir(self) -> Path:
-        return self.workdir / "cache"
-
     def ensure_dirs(self) -> None:
-        for d in (self.workdir, self.artifact_root, self.data_dir, self.tune_dir, self.models_dir,
-                  self.serve_dir, self.monitor_dir, self.cache_dir):
+        for d in (self.workdir, self.artifact_root, self.data_dir, self.tune_dir, self.serve_dir, self.monitor_dir):
             d.mkdir(parents=True, exist_ok=True)
 
 
