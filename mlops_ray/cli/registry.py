@@ -90,7 +90,7 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{md['name']}  latest v{md['latest_version']}  {aliases}")
         return 0
     versions = list_versions(rt, args.name)
-    history = alias_history(client(rt), args.name) if args.history else []
+    history = alias_history(client(rt), args.name) if args.history or args.json else []  # --json: everything
     if args.json:
         print_json({"name": args.name, "versions": [asdict(v) for v in versions],
                     "history": [asdict(h) for h in history]})

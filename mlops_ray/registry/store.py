@@ -289,6 +289,7 @@ def list_models(runtime: Runtime) -> list[dict[str, Any]]:
         out = []
         for rm in cl.search_registered_models(max_results=1000):
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=0)
-            out.append({"name": rm.name, "aliases": dict(rm.aliases or {}), "latest_version": latest,
+            out.append({"name": rm.name, "aliases": {str(k): str(v) for k, v in (rm.aliases or {}).items()},
+                        "latest_version": latest,
                         "description": (rm.description or "")[:80]})
         return sorted(out, key=lambda d: d["name"])

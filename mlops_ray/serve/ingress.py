@@ -220,6 +220,9 @@ class Ingress:
 
     def _reply(self, status: int, body: dict[str, Any], rid: str, had_header: bool, model: str | None,
                version: str | None) -> JSONResponse:
+        if status >= 400:  # every error body has the same keys, whichever path produced it
+            body.setdefault("field", None)
+            body.setdefault("status", status)
         body.setdefault("request_id", rid)
         body.setdefault("model_name", model)
         body.setdefault("model_version", version)

@@ -49,7 +49,10 @@ def test_promote_and_models_commands(runtime: Runtime, capsys: pytest.CaptureFix
     assert main(["models", "clitest", "--json", *uri]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [v["version"] for v in data["versions"]] == ["2", "1"]
+    assert any(h["reason"].startswith("promote: canary looked fine") for h in data["history"])  # without --history
     assert data["versions"][0]["tags"]["mlops_ray.data_fingerprint"] == prepared.fingerprint
+    assert main(["models", "--json", *uri]) == 0  # versions are strings here too, as in the model's own listing
+    assert json.loads(capsys.readouterr().out)[0]["aliases"] == {"champion": "2", "previous": "1"}
 
     assert main(["promote", "clitest", "9", *uri]) == 1
     assert "error: model 'clitest' has no version 9 (versions: 2, 1)" in capsys.readouterr().err

@@ -238,6 +238,7 @@ def test_auth_on_predict_and_admin_routes(app: SimpleNamespace) -> None:
     assert st.status_code == 200 and st.json()["models"][MODEL]["stable"] == "1"
     r = httpx.post(f"{app.url}/admin/models/{MODEL}/rollback", headers={"Authorization": f"Bearer {app.admin}"})
     assert r.status_code == 409 and "nothing to roll back" in r.json()["error"]
+    assert {"error", "field", "status", "request_id", "model_name", "model_version"} <= set(r.json())  # one shape
 
 
 def test_unknown_model_is_404(app: SimpleNamespace) -> None:
