@@ -199,6 +199,11 @@ class ModelSpec(_Spec):
     def _check(self) -> ModelSpec:
         if self.kind == "sklearn" and not self.estimator:
             raise ValueError("kind 'sklearn' needs 'estimator', an import path like sklearn.linear_model.Ridge")
+        if self.kind == "torch_mlp" and self.estimator:
+            if "estimator" in self.model_fields_set:  # named by the user: it would be ignored, say so
+                raise ValueError(f"estimator {self.estimator!r} is set but kind is torch_mlp, which builds its own "
+                                 "MLP; remove the estimator (--set tune.model.estimator=null) or use kind: sklearn")
+            self.estimator = None  # the sklearn default does not apply
         return self
 
 

@@ -87,12 +87,19 @@ def make_factory(kind: str, estimator: str | None, task: str, fixed: dict[str, A
     cls = import_estimator(path, field_name)
     _check_task(cls, path, task)
     accepted = accepted_params(cls)
+    # With task auto the torch class is not chosen yet: name the family, not the regressor it defaults to.
+    label = "the torch_mlp model" if kind == "torch_mlp" else path
     for where, names in (("tune.model.params", list(fixed)), ("tune.search_space", search_params)):
         for name in names:
             if name not in accepted:
                 raise SearchSpaceError(
-                    f"{where}.{name}: {path} has no parameter {name!r}; it accepts {', '.join(sorted(accepted))}"
+                    f"{where}.{name}: {label} has no parameter {name!r}; it accepts {', '.join(sorted(accepted))}"
                 )
+    if kind == "torch_mlp":
+        try:
+            cls(**fixed).check_params()
+        except ValueError as e:  # a fixed value out of range fails every trial: say it before the data stage
+            raise SearchSpaceError(f"tune.model.params: {e}") from None
     both = sorted(set(fixed) & set(search_params))
     if both:
         raise SearchSpaceError(f"tune.search_space.{both[0]} is also fixed in tune.model.params; keep it in one")

@@ -61,13 +61,15 @@ class _TorchMLPBase(BaseEstimator):
         layers.append(nn.Linear(width_in, n_out))
         return nn.Sequential(*layers)
 
-    def _check_params(self) -> None:
-        checks = {"epochs": self.epochs >= 1, "lr": self.lr > 0, "width": self.width >= 1, "depth": self.depth >= 0,
-                  "dropout": 0 <= self.dropout < 1, "batch_size": self.batch_size >= 1,
-                  "weight_decay": self.weight_decay >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
+    def check_params(self) -> None:
+        """ValueError naming the first parameter out of range (and the range)."""
+        checks = {"epochs": (self.epochs >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"), "width": (self.width >= 1, ">= 1"),
+                  "depth": (self.depth >= 0, ">= 0"), "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
+                  "batch_size": (self.batch_size >= 1, ">= 1"), "weight_decay": (self.weight_decay >= 0, ">= 0")}
+        bad = [k for k, (ok, _) in checks.items() if not ok]
         if bad:
-            raise ValueError(f"TorchMLP parameter {bad[0]}={getattr(self, bad[0])!r} is out of range")
+            raise ValueError(f"TorchMLP parameter {bad[0]}={getattr(self, bad[0])!r} is out of range "
+                             f"(must be {checks[bad[0]][1]})")
 
     def _n_out(self, y: np.ndarray) -> int:
         raise NotImplementedError
@@ -82,7 +84,7 @@ class _TorchMLPBase(BaseEstimator):
             epoch_callback: Callable[[int, Any], None] | None = None) -> _TorchMLPBase:
         """Train for ``epochs``; ``epoch_callback(epoch, self)`` runs after each epoch (for per-epoch reports)."""
         torch = _torch()
-        self._check_params()
+        self.check_params()
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
         self.n_features_in_ = X.shape[1]

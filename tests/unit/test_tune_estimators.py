@@ -28,8 +28,23 @@ def test_unknown_parameter_is_rejected_before_trials_naming_the_field() -> None:
         make_factory("sklearn", "sklearn.linear_model.LogisticRegression", "classification", {"alpha": 1}, [], 0)
     with pytest.raises(SearchSpaceError, match=r"tune\.search_space\.C is also fixed"):
         make_factory("sklearn", "sklearn.linear_model.LogisticRegression", "classification", {"C": 1}, ["C"], 0)
-    with pytest.raises(SearchSpaceError, match=r"tune\.search_space\.hidden: .*TorchMLPClassifier"):
-        make_factory("torch_mlp", None, "classification", {}, ["hidden"], 0)
+    # The torch family is named (with data.task auto the regressor was named for a classification set).
+    for task in ("classification", "auto"):
+        with pytest.raises(SearchSpaceError, match=r"tune\.search_space\.hidden: the torch_mlp model has no "
+                                                   r"parameter 'hidden'; it accepts .*width"):
+            make_factory("torch_mlp", None, task, {}, ["hidden"], 0)
+    # A fixed value out of range fails every trial: refused at once, with the range.
+    with pytest.raises(SearchSpaceError, match=r"tune\.model\.params: TorchMLP parameter epochs=-3 is out of range "
+                                               r"\(must be >= 1\)"):
+        make_factory("torch_mlp", None, "auto", {"epochs": -3}, [], 0)
+    # An estimator named beside kind torch_mlp would be ignored: refused when the config loads.
+    from mlops_ray.config import parse_config
+    from mlops_ray.exceptions import ConfigError
+
+    base = {"name": "t", "data": {"source": {"bundled": "iris"}}}
+    with pytest.raises(ConfigError, match=r"estimator 'sklearn\.svm\.SVC' is set but kind is torch_mlp"):
+        parse_config({**base, "tune": {"model": {"kind": "torch_mlp", "estimator": "sklearn.svm.SVC"}}})
+    assert parse_config({**base, "tune": {"model": {"kind": "torch_mlp"}}}).tune.model.estimator is None
 
 
 def test_task_mismatch_is_explained() -> None:
