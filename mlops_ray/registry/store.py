@@ -175,6 +175,8 @@ def _require_version(cl: MlflowClient, name: str, version: str) -> None:
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
     versions = sorted((int(v.version) for v in cl.search_model_versions(f"name = '{name}'")), reverse=True)
+    if not versions and _exists(cl, name):
+        raise RegistryError(f"model {name!r} has no version {version}: it has no versions yet")
     if not versions:
         raise RegistryError(f"no registered model named {name!r}; see `mlops-ray models` for the names")
     raise RegistryError(f"model {name!r} has no version {version} (versions: "
@@ -258,6 +260,8 @@ def resolve_version(runtime: Runtime, name: str, version: str | int | None = Non
                 raise RegistryError(f"model {name!r} has no alias {alias!r}; its aliases: "
                                     f"{', '.join(f'{a}=v{v}' for a, v in sorted(aliases.items())) or 'none'}")
             version = aliases[alias]
+        else:
+            _require_version(cl, name, str(version))  # a typo lists the versions, not "the store failed"
         return _info(cl.get_model_version(name, str(version)), aliases)
 
 

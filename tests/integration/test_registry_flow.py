@@ -198,6 +198,8 @@ def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> Non
     MlflowClient(runtime.tracking_uri).create_registered_model("ghost2")  # registered, but no champion yet
     with pytest.raises(RegistryError, match=r"has no version with alias 'champion' in .*`mlops-ray models ghost2`"):
         load_fitted_model("models:/ghost2", tracking_uri=runtime.tracking_uri)
+    with pytest.raises(RegistryError, match=r"model 'ghost2' has no version 9: it has no versions yet"):
+        resolve_version(runtime, "ghost2", version=9)  # what deploy --version 9 asks (was MLflow's raw text)
     with pytest.raises(RegistryError, match="no registered model named 'ghost'"):
         resolve_version(runtime, "ghost")
     with pytest.raises(RegistryError, match="no registered model named 'ghost'; see `mlops-ray models`"):
