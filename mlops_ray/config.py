@@ -403,8 +403,11 @@ class PipelineConfig(_Spec):
 def _format_errors(err: ValidationError, where: str) -> str:
     lines = [f"invalid pipeline config {where}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
-        lines.append(f"  - {loc or '<root>'}: {e['msg']}")
+        parts = [str(p) for p in e["loc"] if not str(p).startswith("function-after")]
+        # A search-space kind appears twice: the union's tag, then the field (n_estimators.grid.grid).
+        parts = [p for i, p in enumerate(parts)
+                 if not (p in SPACE_KINDS and i + 1 < len(parts) and parts[i + 1] == p)]
+        lines.append(f"  - {'.'.join(parts) or '<root>'}: {e['msg']}")
     return "\n".join(lines)
 
 
@@ -436,7 +439,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise ConfigError(f"config file {path} is empty")
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
-    return parse_config(data, str(path.resolve()))
+    try:
+        return parse_config(data, str(path.resolve()))
+    except ConfigError as e:
+        if not overrides:
+            raise
+        # The bad value may be one the file never had: name the overrides beside the file.
+        raise ConfigError(f"{e}\n  (the file with --set {', '.join(overrides)})") from e
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -43,8 +43,8 @@ def test_bad_search_space_names_the_parameter() -> None:
     with pytest.raises(ConfigError, match="two numbers"):  # was a TypeError traceback
         parse_config(_base(tune={"search_space": {"C": {"uniform": ["a", 2]}}}))
     # A bad value inside a kind is reported against that kind alone: one line, not one per kind.
-    for space, text in (({"n": {"choice": []}}, "tune.search_space.n.choice.choice: List should have at least 1"),
-                        ({"n": {"randint": [1.5, 3]}}, "tune.search_space.n.randint.randint.0: Input should be")):
+    for space, text in (({"n": {"choice": []}}, "tune.search_space.n.choice: List should have at least 1"),
+                        ({"n": {"randint": [1.5, 3]}}, "tune.search_space.n.randint.0: Input should be")):
         with pytest.raises(ConfigError) as e:
             parse_config(_base(tune={"search_space": space}))
         lines = [ln for ln in str(e.value).splitlines() if ln.strip().startswith("- ")]
@@ -84,6 +84,9 @@ def test_overrides_and_hash(tmp_path: Path) -> None:
     assert a.config_hash() == load_config(p).config_hash()
     # The working directory is where results go, not what is computed: it does not change the hash.
     assert a.config_hash() == load_config(p, {"workdir": "/elsewhere"}).config_hash()
+    # A bad override: the error names it beside the file (the file itself has no such key).
+    with pytest.raises(ConfigError, match=r"(?s)tune\.nosuch: Extra inputs.*\(the file with --set tune\.nosuch\)"):
+        load_config(p, {"tune.nosuch": 1})
 
 
 def test_relative_data_path_resolves_against_the_config_file(tmp_path: Path) -> None:
