@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_deploy)
 
     r = sub.add_parser("rollback", help="flip traffic back to the warm previous version (or drop the canary)")
-    r.add_argument("name")
-    r.add_argument("--reason", default="rolled back with `mlops-ray rollback`")
+    r.add_argument("name", help="the served model's name")
+    r.add_argument("--reason", default="rolled back with `mlops-ray rollback`",
+                   help="recorded with the decision and the registry's alias move")
     add_runtime_args(r)
     r.set_defaults(func=_rollback)
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_status)
 
     q = sub.add_parser("predict", help="send rows to a deployed model over HTTP")
-    q.add_argument("name")
+    q.add_argument("name", help="the served model's name")
     q.add_argument("--json", dest="rows", required=True, help="rows as JSON (a list of objects), or @FILE")
     q.add_argument("--url", help="endpoint (default: the one recorded at deploy)")
     q.add_argument("--token", help="bearer token (default: $MLOPS_RAY_TOKEN, else the stored one)")

@@ -62,7 +62,7 @@ def _config_path(path: str) -> Path:
     """The pipeline YAML: as given, else relative to the checkout this package runs from (a cluster's /app)."""
     given = Path(path).expanduser()
     root = Path(__file__).resolve().parents[2]
-    tried = [given] if given.is_absolute() else [Path.cwd() / given, root / given]
+    tried = [given] if given.is_absolute() else list(dict.fromkeys([Path.cwd() / given, root / given]))
     for candidate in tried:
         if candidate.is_file():
             return candidate

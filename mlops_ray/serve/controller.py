@@ -316,7 +316,7 @@ def control(runtime: Runtime, method: str, *args: Any, app_name: str | None = No
         raise ServeError(f"{method} failed: {_cause(e)}") from e
 
 
-def rollback(runtime: Runtime, model: str, reason: str = "rolled back with `mlops-ray rollback`", *,
+def rollback(runtime: Runtime, model: str, reason: str = "rolled back by an operator", *,
              app_name: str | None = None) -> dict[str, Any]:
     """Flip traffic back to the warm previous version (or drop the canary); restore the champion alias."""
     connect(runtime, start_head=False)  # joining Ray is not part of the rollback's own time
@@ -337,7 +337,7 @@ def rollback(runtime: Runtime, model: str, reason: str = "rolled back with `mlop
     return out
 
 
-def promote(runtime: Runtime, model: str, reason: str = "promoted with the CLI", *,
+def promote(runtime: Runtime, model: str, reason: str = "promoted by an operator", *,
             app_name: str | None = None) -> dict[str, Any]:
     return control(runtime, "promote", model, reason, app_name=app_name)
 

@@ -94,12 +94,13 @@ class Rollout:
             why = "first version: all traffic" if self.previous is None else "direct switch (canary 100%)"
             return self._record(now, "deploy", version, why)
         base = sorted(steps if steps is not None else self.steps)
-        first = canary_pct if canary_pct is not None else base[0]
-        self.steps = [first, *[s for s in base if s > first]]
+        first = float(canary_pct if canary_pct is not None else base[0])  # [10, 50.0, 100.0] read oddly
+        self.steps = [first, *[float(s) for s in base if s > first]]
         if self.steps[-1] < 100.0:
             self.steps.append(100.0)
         self.canary, self.step, self.window_started = version, 0, now
-        return self._record(now, "canary", version, f"canary at {first:g}% of traffic; steps {self.steps}")
+        steps_text = ", ".join(f"{x:g}%" for x in self.steps)
+        return self._record(now, "canary", version, f"canary at {first:g}% of traffic; steps {steps_text}")
 
     def on_window(self, verdict: Literal["pass", "fail", "insufficient"], now: float, reason: str,
                   metrics: dict[str, Any] | None = None) -> Decision | None:
