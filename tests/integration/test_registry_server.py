@@ -114,7 +114,8 @@ def test_register_gate_and_load_through_a_tracking_server(mlflow_server: str, tm
     promote(rt, "served", "2", reason="back", actor="ci")
     assert [v.version for v in list_versions(rt, "served")] == ["3", "2", "1"]
     assert resolve_version(rt, "served", alias="previous").version == "1"
-    assert find_cached_registration(rt, cfg, "fp-server").version == "3"
+    # Three identical runs (same data and training config): the cache answers with the champion, v2.
+    assert find_cached_registration(rt, cfg, "fp-server").version == "2"
     # Artifacts went through the server (--serve-artifacts), not to the client's disk.
     assert not (tmp_path / "work" / "mlartifacts" / "served").exists()
 
