@@ -101,7 +101,7 @@ def check_consistent_kinds(source: Source) -> None:
     raise SchemaError(
         f"column {col!r} is text in {_files(text)} but numbers in {_files(numbers)}{others}: label codes in "
         "one file and names in another would become different categories. Make the files agree, or declare "
-        "the column in data.schema.columns (type: string or a number type; values that do not fit are rejected)")
+        "the column in data.schema.columns (type: category, or int/float; values that do not fit are rejected)")
 
 
 def _files(files: list[str]) -> str:

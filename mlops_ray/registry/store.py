@@ -294,6 +294,6 @@ def list_models(runtime: Runtime) -> list[dict[str, Any]]:
         for rm in cl.search_registered_models(max_results=1000):
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=0)
             out.append({"name": rm.name, "aliases": {str(k): str(v) for k, v in (rm.aliases or {}).items()},
-                        "latest_version": latest,
+                        "latest_version": str(latest) if latest else None,
                         "description": (rm.description or "")[:80]})
         return sorted(out, key=lambda d: d["name"])

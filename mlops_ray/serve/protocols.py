@@ -145,9 +145,11 @@ def _check_integers(name: str, dtype: str, data: list[Any]) -> None:
 
 
 def _integral(v: Any) -> bool:
-    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+    if v is None:
         return True
-    return isinstance(v, float) and v.is_integer()
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return (isinstance(v, int) or v.is_integer()) and -(2**63) <= v < 2**64  # within some INT/UINT type
 
 
 def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, str | None]:

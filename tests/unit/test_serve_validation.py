@@ -164,6 +164,7 @@ def test_v2_integer_tensors_take_whole_numbers() -> None:
     ([{"name": "a", "shape": [1, 1, 1], "datatype": "FP64", "data": [1]}], 422, "is [n] or [n, 1]"),
     ([{"name": "a", "shape": [2], "datatype": "INT64", "data": [1, 2.5]}], 422, "INT64 but holds 2.5"),
     ([{"name": "a", "shape": [1], "datatype": "UINT8", "data": [True]}], 422, "UINT8 but holds True"),
+    ([{"name": "a", "shape": [1], "datatype": "INT64", "data": [1e300]}], 422, "INT64 but holds 1e+300"),
 ])
 def test_v2_errors(inputs: list, status: int, text: str) -> None:
     e = err(protocols.parse_v2, {"inputs": inputs}, SCHEMA, 10)
