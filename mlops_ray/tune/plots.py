@@ -33,7 +33,7 @@ def plot_scores(trials: list[TrialSummary], metric: str, out_dir: Path) -> list[
     paths: list[Path] = []
     if not scored:
         return paths
-    colors = {"completed": "tab:blue", "stopped_early": "tab:orange"}
+    colors = {"completed": "tab:blue", "stopped_early": "tab:orange", "time_budget": "tab:gray"}
 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(scored) + 2), 4))
     for i, t in enumerate(scored):

@@ -11,7 +11,8 @@ from mlops_ray.tune.fitted import FittedModel
 
 @dataclass
 class TrialSummary:
-    """One trial as the search saw it; ``status`` is completed, stopped_early, error or not_run."""
+    """One trial as the search saw it; ``status`` is completed, stopped_early (by ASHA), time_budget (cut by
+    ``tune.time_budget_s``), error or not_run."""
 
     trial_id: str
     index: int

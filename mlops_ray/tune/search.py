@@ -31,6 +31,8 @@ from mlops_ray.tune.trainable import TrialData, TrialSpec, metric_key
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops_ray.config import PipelineConfig
     from mlops_ray.data.prepared import PreparedData
 
@@ -123,10 +125,12 @@ def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorF
 
 
 def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[ParamDomain], kind: str,
-                       n_folds: int, slots: int) -> Any:
+                       n_folds: int, slots: int, exp_path: Path) -> Any:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    from mlops_ray.tune.schedulers import STOPPED_FILE, RecordingASHA
 
     ts = cfg.tune
     key = metric_key(metric.name)
@@ -140,7 +144,7 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
     else:
         search_alg = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=ts.max_concurrent)
     if ts.scheduler == "asha":
-        scheduler: Any = ASHAScheduler(time_attr="training_iteration",
+        scheduler: Any = RecordingASHA(record_to=str(exp_path / STOPPED_FILE), time_attr="training_iteration",
                                        max_t=asha_max_t(kind, n_folds, domains, ts.model.params),
                                        grace_period=ts.asha.grace_period, reduction_factor=ts.asha.reduction_factor)
     else:
@@ -150,7 +154,19 @@ def _build_tune_config(cfg: PipelineConfig, metric: MetricSpec, domains: list[Pa
                            time_budget_s=ts.time_budget_s, trial_dirname_creator=_trial_dirname)
 
 
-def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> list[TrialSummary]:
+def _cut_by_budget(grid: Any, budget_s: float | None, fit_s: float, exp_path: Path) -> set[str]:
+    """Trials short of their last fold that ASHA did not stop, when the search ran into its time budget."""
+    if budget_s is None or fit_s < budget_s:
+        return set()
+    from mlops_ray.tune.schedulers import asha_stopped
+
+    by_asha = asha_stopped(exp_path)
+    return {t.trial_id for t in grid._experiment_analysis.trials if t.trial_id not in by_asha}
+
+
+def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec,
+               cut_by_budget: set[str] | None = None) -> list[TrialSummary]:
+    """``cut_by_budget``: the trials the time budget ended (else a trial short of its folds was stopped early)."""
     from mlops_ray.tune.tracking import trial_index, trial_status
 
     key = metric_key(metric.name)
@@ -158,6 +174,8 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec) -> lis
     for trial in grid._experiment_analysis.trials:  # Trial objects carry failures and the last result
         last = dict(trial.last_result or {})
         status = trial_status(last)
+        if status == "stopped_early" and trial.trial_id in (cut_by_budget or ()):
+            status = "time_budget"
         error = last.get("trial_error")
         if trial.status == "ERROR":
             status = "error"
@@ -320,17 +338,24 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_frequency=0),
                     log_to_file=False)
                 tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
-                                   tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots))
+                                   tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots,
+                                                                  exp_path))
+            t_fit = time.perf_counter()
             grid = tuner.fit()
+            fit_s = time.perf_counter() - t_fit
         if interrupted.is_set():
             raise SearchInterrupted(
                 f"the search was interrupted (Ctrl-C); Tune saved its state under {exp_path}. Nothing was "
                 "registered: rerun the same command with --resume to continue (finished trials are not rerun)")
         state = TrackingState(state_path)
-        trials = _summaries(grid, state.runs, metric)
+        cut = _cut_by_budget(grid, ts.time_budget_s, fit_s, exp_path)
+        trials = _summaries(grid, state.runs, metric, cut)
         if resume:  # writes queued by the killed driver are lost: close or create those child runs now
             reconcile_children(client, experiment_id, state, trials, cfg.name, metric.name)
-            trials = _summaries(grid, state.runs, metric)
+            trials = _summaries(grid, state.runs, metric, cut)
+        for t in trials:  # the callback wrote "stopped_early" when each ended: say what ended them
+            if t.status == "time_budget" and t.run_id:
+                client.set_tag(t.run_id, "mlops_ray.status", t.status)
         best = pick_best(trials, metric.mode)
         if best is None:
             errors = sorted({t.error for t in trials if t.error})

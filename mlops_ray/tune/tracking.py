@@ -326,6 +326,7 @@ def finish_parent_run(client: Any, result: SearchResult, best: TrialSummary) -> 
                **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
                "n_trials": len(result.trials), "n_completed": result.n_completed,
                "n_stopped_early": sum(t.status == "stopped_early" for t in result.trials),
+               "n_time_budget": sum(t.status == "time_budget" for t in result.trials),
                "n_errors": sum(t.status == "error" for t in result.trials), "search_seconds": result.seconds,
                "refit_seconds": result.refit_s}
     client.log_batch(rid, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)],

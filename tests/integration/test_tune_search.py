@@ -95,6 +95,21 @@ def test_asha_stops_bad_configs_after_their_first_folds(ray_session: str, runtim
     assert all(tags[t.trial_id] == "stopped_early" for t in stopped)
 
 
+def test_time_budget_cuts_are_not_called_stopped_early(ray_session: str, runtime: Runtime) -> None:
+    """Tune ends a trial the budget cuts as it ends one ASHA stops; only ASHA's are "stopped_early"."""
+    cfg = parse_config(tune_config(model={"estimator": "tests.tune_helpers.SlowClassifier",
+                                          "params": {"sleep_s": 1.5}},
+                                   search="grid", max_concurrent=1, time_budget_s=8,
+                                   search_space={"C": {"grid": [0.5, 1.0, 2.0, 4.0]}}))
+    result = run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
+    statuses = [t.status for t in result.trials]
+    assert "time_budget" in statuses and "stopped_early" not in statuses, statuses
+    cut = next(t for t in result.trials if t.status == "time_budget")
+    assert 0 < cut.folds_done < 3
+    tags = {c.data.tags["mlops_ray.trial_id"]: c.data.tags["mlops_ray.status"] for c in _children(runtime, result)}
+    assert tags[cut.trial_id] == "time_budget"
+
+
 def test_trial_that_raises_is_recorded_and_the_rest_still_win(ray_session: str, runtime: Runtime) -> None:
     cfg = parse_config(tune_config(model=LOGREG, search="grid", search_space={"C": {"grid": [-1.0, 1.0]}}))
     result = run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
