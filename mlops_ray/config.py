@@ -268,7 +268,8 @@ class GateSpec(_Spec):
 
 
 class RegistrySpec(_Spec):
-    model_name: str | None = None  # default: the pipeline name
+    # default: the pipeline name; a folder name (logs, reports) and part of Serve app names, like `name`
+    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     experiment: str | None = None  # default: the pipeline name
     gate: GateSpec = Field(default_factory=GateSpec)
     bundle_code: bool = True  # store the mlops_ray sources with each model, for `mlflow models serve`

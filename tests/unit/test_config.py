@@ -100,3 +100,10 @@ def test_relative_data_path_resolves_against_the_config_file(tmp_path: Path) -> 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_validates(path: Path) -> None:
     load_config(path)
+
+
+def test_model_name_is_a_safe_folder_name() -> None:
+    base = {"name": "t", "data": {"source": {"bundled": "iris"}}}
+    with pytest.raises(ConfigError, match=r"registry\.model_name: String should match pattern"):
+        parse_config({**base, "registry": {"model_name": "../elsewhere"}})
+    assert parse_config({**base, "registry": {"model_name": "churn-v2.1"}}).model_name == "churn-v2.1"
