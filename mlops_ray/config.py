@@ -29,6 +29,9 @@ BUNDLED_DATASETS = ("breast_cancer", "iris", "wine", "digits", "diabetes")
 STEPS = ("data", "tune", "register", "deploy")
 
 
+# Pipeline and model names become folder names and Serve application names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -269,7 +272,7 @@ class GateSpec(_Spec):
 
 class RegistrySpec(_Spec):
     # default: the pipeline name; a folder name (logs, reports) and part of Serve app names, like `name`
-    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model_name: str | None = Field(None, pattern=NAME_PATTERN)
     experiment: str | None = None  # default: the pipeline name
     gate: GateSpec = Field(default_factory=GateSpec)
     bundle_code: bool = True  # store the mlops_ray sources with each model, for `mlflow models serve`
@@ -363,7 +366,7 @@ class MonitorSpec(_Spec):
 class PipelineConfig(_Spec):
     """A whole pipeline: what `mlops-ray run CONFIG` executes."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     seed: int = 0
     workdir: str | None = None  # default ./work, or MLOPS_RAY_WORKDIR (see runtime.py)
     steps: list[Literal["data", "tune", "register", "deploy"]] = Field(default_factory=lambda: list(STEPS))

@@ -66,8 +66,14 @@ def _config(args: argparse.Namespace) -> Any:
     if args.config:
         cfg = load_config(args.config, overrides)
     else:  # serving needs only the serve section: the data source below is never read
-        from mlops_ray.config import _set_dotted
+        import re
 
+        from mlops_ray.config import NAME_PATTERN, _set_dotted
+        from mlops_ray.exceptions import ConfigError
+
+        if not re.fullmatch(NAME_PATTERN, args.name):
+            raise ConfigError(f"model name {args.name!r}: use letters, digits and _.- (a model's name names its "
+                              "log folders and Serve applications)")
         data: dict[str, Any] = {"name": args.name, "data": {"source": {"bundled": "iris"}}}
         for key, value in overrides.items():
             _set_dotted(data, key, value)

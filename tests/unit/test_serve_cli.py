@@ -27,6 +27,14 @@ def test_source_needs_a_version_label(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--source needs --version" in capsys.readouterr().err
 
 
+def test_a_model_name_that_is_not_a_folder_name_is_refused(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy", "../evil", "--source", str(tmp_path), "--version", "1", "--workdir",
+                 str(tmp_path / "w")]) == 1
+    assert "model name '../evil': use letters, digits and _.-" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 def test_predict_rejects_bad_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "iris", "--workdir", str(tmp_path), "--json", "[{oops"]) == 1
     assert "--json is not valid JSON" in capsys.readouterr().err
