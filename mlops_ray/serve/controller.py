@@ -378,7 +378,7 @@ def shutdown(runtime: Runtime, *, app_name: str | None = None, stop_head: bool =
     import ray
     from ray import serve
 
-    from mlops_ray.serve.head import read_head, stop_local_head
+    from mlops_ray.serve.head import HEAD_FILE, read_head, stop_local_head
 
     deleted: list[str] = []
     name = _app_name(runtime, app_name)
@@ -394,7 +394,7 @@ def shutdown(runtime: Runtime, *, app_name: str | None = None, stop_head: bool =
                 deleted.append(app)
     (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)
     stopped = False
-    if stop_head and read_head(runtime) is not None:
+    if stop_head and (runtime.serve_dir / HEAD_FILE).is_file():  # running, starting, or a stale record
         ray.shutdown()
         stopped = stop_local_head(runtime)
     return {"deleted": deleted, "head_stopped": stopped}

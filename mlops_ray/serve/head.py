@@ -64,13 +64,17 @@ def _free_port() -> int:
 
 def read_head(runtime: Runtime) -> HeadInfo | None:
     """The head this working directory started, if it is still running."""
+    info = _recorded(runtime)
+    if info is not None and _alive(info.pid) and _port_open(info.address):
+        return info
+    return None
+
+
+def _recorded(runtime: Runtime) -> HeadInfo | None:
     path = runtime.serve_dir / HEAD_FILE
     if not path.is_file():
         return None
-    info = HeadInfo(**json.loads(path.read_text()))
-    if _alive(info.pid) and _port_open(info.address):
-        return info
-    return None
+    return HeadInfo(**json.loads(path.read_text()))
 
 
 def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int | None = None,
@@ -79,6 +83,14 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
     existing = read_head(runtime)
     if existing is not None:
         return existing.address
+    starting = _recorded(runtime)
+    if starting is not None and _alive(starting.pid):  # another command is starting it: wait, never start a second
+        deadline = time.monotonic() + timeout_s
+        while _alive(starting.pid) and not _port_open(starting.address) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if _port_open(starting.address):
+            return starting.address
+    stop_local_head(runtime)  # a record of a head that died (or never opened its port): clear it
     runtime.serve_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -96,22 +108,30 @@ def ensure_local_head(runtime: Runtime, *, fast_mode: bool = True, num_cpus: int
     if fast_mode:
         # HAProxy's metrics and stats listeners default to fixed ports (9101, 8404): free ones, so that two
         # heads on one machine do not collide.
+        # Likewise HAProxy's backup server, Ray's fallback proxy (8500, 9500 by default, bound with reuseport):
+        # shared, another head's ingress answered this head's requests while its own restarted.
         extra = {**FAST_MODE_ENV, "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
-                 "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port())}
+                 "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+                 "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port())}
         cmd = ["env", *(f"{k}={v}" for k, v in extra.items()), *cmd]  # adds to the inherited environment
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while not _port_open(address):
-        if proc.poll() is not None:
-            raise ServeError(f"`{' '.join(cmd)}` exited with code {proc.returncode}; see {log}")
-        if time.monotonic() > deadline:
-            stop_pid(proc.pid)
-            raise ServeError(f"the Ray head did not open {address} within {timeout_s:.0f}s; see {log}")
-        time.sleep(0.25)
+    # Recorded at once: a Ctrl-C (or a kill) while the head starts must not leave a head `shutdown` cannot see.
     info = HeadInfo(address=address, pid=proc.pid, fast_mode=fast_mode, started_at=time.time(), log=str(log),
                     env=extra)
     (runtime.serve_dir / HEAD_FILE).write_text(json.dumps(asdict(info)))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not _port_open(address):
+            if proc.poll() is not None:
+                raise ServeError(f"`{' '.join(cmd)}` exited with code {proc.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise ServeError(f"the Ray head did not open {address} within {timeout_s:.0f}s; see {log}")
+            time.sleep(0.25)
+    except BaseException:  # failed, timed out or interrupted: stop it and forget it
+        stop_local_head(runtime)
+        raise
     return address
 
 
@@ -138,9 +158,9 @@ def stop_pid(pid: int, timeout_s: float = 45.0) -> None:
 def stop_local_head(runtime: Runtime) -> bool:
     """Stop the head that ``ensure_local_head`` started for this working directory; False if none ran."""
     path = runtime.serve_dir / HEAD_FILE
-    if not path.is_file():
+    info = _recorded(runtime)
+    if info is None:
         return False
-    info = HeadInfo(**json.loads(path.read_text()))
     running = _alive(info.pid)
     if running:
         stop_pid(info.pid)
