@@ -209,8 +209,17 @@ def prepare(cfg: PipelineConfig, runtime: Runtime, *, materialize: bool = True) 
     """Read, validate, clean, split, fit features, fingerprint and profile; write the outputs.
 
     With ``materialize=False`` the training arrays are not loaded (X_* empty): the streaming path
-    alone, for tables too large for one process (the outputs on disk are the same).
+    alone, for tables too large for one process (the outputs on disk are the same). Two runs of one
+    pipeline on one working directory take turns: both wrote part files into the same folders and each
+    read back the other's rows too (twice the training and holdout rows).
     """
+    from mlops_ray.locks import exclusive
+
+    with exclusive(runtime.data_dir / f".{cfg.name}.lock", f"data stage of {cfg.name!r}"):
+        return _prepare(cfg, runtime, materialize)
+
+
+def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> PreparedData:
     t_start = time.perf_counter()
     spec = cfg.data
     timings: dict[str, float] = {}

@@ -361,3 +361,26 @@ def test_a_wrong_path_fails_before_ray_starts(tmp_path: Path) -> None:
                            str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "registry.gate.thresholds: unknown metric(s) ['acuracy']" in done.stderr
     assert "Ray" not in done.stderr and not (tmp_path / "w").exists()
+
+
+def test_two_runs_on_one_workdir_take_turns(ray_session: str, runtime: Runtime, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """They wrote part files into the same folders and each read back the other's rows (twice the rows):
+    a run waits while another holds the pipeline's data folder."""
+    import threading
+
+    from mlops_ray.locks import exclusive
+
+    _frame(300).to_csv(tmp_path / "d.csv", index=False)
+    cfg = _cfg(str(tmp_path / "d.csv"))
+    alone = prepare(cfg, runtime)
+    out: list[Any] = []
+    with exclusive(runtime.data_dir / ".t.lock", "test"):  # another command's data stage, mid-way
+        worker = threading.Thread(target=lambda: out.append(prepare(cfg, runtime)))
+        worker.start()
+        worker.join(timeout=8)
+        assert worker.is_alive() and not out  # waiting, not writing beside the other run
+    worker.join(timeout=120)
+    assert len(out[0].y_holdout) == len(alone.y_holdout) and out[0].fingerprint == alone.fingerprint
+    assert len(pd.read_parquet(runtime.data_dir / "t" / "holdout")) == len(alone.y_holdout)
+    assert "waiting for another command's data stage of 't'" in capsys.readouterr().out
