@@ -89,6 +89,7 @@ def run_pipeline(
 
         check_gate_spec(cfg.registry.gate.thresholds)
     registry.check_reachable(runtime)  # so does a tracking server that is down (MLflow would retry for minutes)
+    registry.check_local_store(runtime)  # or a damaged local store
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)
     configure_mlflow(runtime)

@@ -9,7 +9,8 @@
 - ``parse_model_uri(uri) -> ModelRef``: the one reading of ``models:/`` URIs (a bare name is the champion).
 - ``promote(runtime, name, version, reason, actor)``, ``rollback(runtime, name, reason, actor)``,
   ``resolve_version(runtime, name, version=None, alias=None) -> VersionInfo``, ``list_versions``.
-- ``check_reachable(runtime)``: a tracking server that is down fails in seconds, not MLflow's minutes of retries.
+- ``check_reachable(runtime)``: a tracking server that is down fails in seconds, not MLflow's minutes of retries;
+  ``check_local_store(runtime)``: a damaged local SQLite store fails before any work.
 - ``find_cached_run`` / ``find_cached_registration``: step caching on tags (see ``cache.py``).
 - ``gate``: the pure decision logic (thresholds + paired bootstrap), usable without MLflow.
 
@@ -37,6 +38,7 @@ _EXPORTS = {
     "FittedModelFiles": "mlops_ray.registry.artifacts",
     "promote": "mlops_ray.registry.store",
     "check_reachable": "mlops_ray.registry.store",
+    "check_local_store": "mlops_ray.registry.store",
     "rollback": "mlops_ray.registry.store",
     "resolve_version": "mlops_ray.registry.store",
     "list_versions": "mlops_ray.registry.store",

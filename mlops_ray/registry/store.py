@@ -34,10 +34,39 @@ def mlflow_errors(action: str, runtime: Runtime) -> Iterator[None]:
     except RegistryError:
         raise
     except MlflowException as e:
+        first = str(e.message).strip().splitlines()[0] if str(e.message).strip() else str(e)
+        if "sqlite3.DatabaseError" in first:  # MLflow wraps SQLAlchemy's error and appends the whole query
+            raise RegistryError(f"{action} failed: the MLflow store {runtime.tracking_uri} cannot be read "
+                                f"({first.split(')', 1)[-1].strip()}). Restore it from a backup, or point --workdir "
+                                "/ MLFLOW_TRACKING_URI elsewhere") from e
         raise RegistryError(f"{action} failed on MLflow store {runtime.tracking_uri}: {e.message}") from e
     except OSError as e:  # requests' ConnectionError/Timeout are OSErrors
         raise RegistryError(f"{action} failed: MLflow at {runtime.tracking_uri} is not reachable ({e}). "
                             "Start the server or unset MLFLOW_TRACKING_URI to use the local SQLite store") from e
+    except Exception as e:
+        if not type(e).__module__.startswith("sqlalchemy"):
+            raise
+        # A damaged SQLite file reaches us as SQLAlchemy's error, not MLflow's.
+        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise RegistryError(f"{action} failed: the MLflow store {runtime.tracking_uri} cannot be read ({detail}). "
+                            "Restore it from a backup, or point --workdir / MLFLOW_TRACKING_URI elsewhere") from e
+
+
+def check_local_store(runtime: Runtime) -> None:
+    """A local SQLite store that exists must be readable: a damaged file fails here, before any work."""
+    import sqlite3
+
+    store = runtime.local_store
+    if store is None or not store.is_file() or store.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        ok = str(e)
+    if ok != "ok":
+        raise RegistryError(f"the MLflow store {store} is damaged ({ok}): restore it from a backup, or point "
+                            "--workdir / MLFLOW_TRACKING_URI at another store; nothing was run")
 
 
 def missing_local_store(runtime: Runtime) -> str | None:

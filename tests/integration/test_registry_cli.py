@@ -58,3 +58,23 @@ def test_promote_and_models_commands(runtime: Runtime, capsys: pytest.CaptureFix
     assert "error: model 'clitest' has no version 9 (versions: 2, 1)" in capsys.readouterr().err
     assert main(["models", "nosuch", *uri]) == 1
     assert "no registered model named 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_damaged_store_is_one_line_and_stops_a_run_before_any_work(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "mlflow.db"
+    cl = MlflowClient(f"sqlite:///{db}")
+    for i in range(30):  # enough pages that a cut file loses some
+        cl.create_registered_model(f"m{i}", description="x" * 2000)
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+    assert main(["models", "--workdir", str(work)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be read (database disk image is malformed)" in err and "Traceback" not in err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\ndata:\n  source: {bundled: iris}\nsteps: [data, tune, register]\n")
+    assert main(["run", str(cfg), "--workdir", str(work)]) == 1
+    assert f"the MLflow store {db} is damaged" in capsys.readouterr().err and not (work / "data").exists()
