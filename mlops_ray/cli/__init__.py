@@ -46,6 +46,15 @@ def _version() -> str:
         return "unknown"
 
 
+def os_error_text(e: OSError) -> str:
+    """One line for a file-system or network error the user can act on."""
+    if e.strerror and e.filename:
+        return f"{e.strerror}: {e.filename}"
+    if isinstance(e, FileNotFoundError):  # raised without strerror (e.g. by pyarrow): a file that vanished
+        return f"file not found: {e} (moved or deleted while the command ran? run it again)"
+    return f"{type(e).__name__}: {e}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a path the user gave (a file where a folder should be, no permission...): one line
         if args.debug:
             raise
-        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
-        print(f"error: {what} (--debug shows where)", file=sys.stderr)
+        print(f"error: {os_error_text(e)} (--debug shows where)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

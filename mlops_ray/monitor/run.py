@@ -188,7 +188,11 @@ def check_log_schema(files: list[Path], expected: list[str], reference: str | No
     ``reference``: the profile file the user passed (``--reference``), blamed when no log file matches it."""
     problems = []
     for f in files:
-        cols = pq.read_schema(f).names
+        try:
+            cols = pq.read_schema(f).names
+        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError: a truncated or foreign file
+            raise MonitorError(f"prediction-log file {f} cannot be read ({str(e).splitlines()[0]}): move it out of "
+                               "the log folder (a replica killed while writing can leave one)") from e
         version = f.parent.name[1:] if f.parent.name.startswith("v") else ""
         p = check_columns(str(f), cols, expected, [version] if version else [])
         if p is not None:

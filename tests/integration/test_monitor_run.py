@@ -150,6 +150,12 @@ def test_clear_errors(ray_session: str, runtime: Runtime, reference: object) -> 
         run_monitor(_cfg(), runtime, "churn", 1, reference=other)
     with pytest.raises(MonitorError, match="no reference profile for churn v1"):
         run_monitor(_cfg(), runtime, "churn", 1)
+    # A log file cut short (a replica killed while writing): named, with what to do, not pyarrow's traceback.
+    bad = predictions_dir(runtime) / "churn" / "v1" / "broken.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(MonitorError, match=r"prediction-log file .*broken\.parquet cannot be read .*move it out"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=reference)
+    bad.unlink()
 
 
 def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtime, reference: object,

@@ -40,3 +40,14 @@ def test_a_bad_output_path_is_one_line(tmp_path) -> None:  # type: ignore[no-unt
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith("error: ") and str(afile) in r.stderr and len(r.stderr.splitlines()) == 1
     assert afile.read_text() == ""  # nothing written over it
+
+
+
+def test_os_errors_read_as_one_line() -> None:
+    from mlops_ray.cli import os_error_text
+
+    assert os_error_text(FileExistsError(17, "File exists", "/tmp/afile")) == "File exists: /tmp/afile"
+    # pyarrow raises FileNotFoundError with the path alone: say that the file is gone.
+    assert os_error_text(FileNotFoundError("/w/monitor/m/v1/part.parquet")) == (
+        "file not found: /w/monitor/m/v1/part.parquet (moved or deleted while the command ran? run it again)")
+    assert os_error_text(ConnectionResetError("peer closed")) == "ConnectionResetError: peer closed"
