@@ -8,6 +8,7 @@ about a new version with a control call, so a deploy never restarts it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from mlops_ray.config import PipelineConfig
 from mlops_ray.exceptions import ServeError
 from mlops_ray.runtime import Runtime, env
 from mlops_ray.serve.rollout import check_canary_pct
+
+logger = logging.getLogger(__name__)
 
 ENDPOINT_FILE = "endpoint.json"
 ROUTE_TIMEOUT_S = 180.0  # the ingress asks a new version for its metadata: its replicas must be up
@@ -181,29 +184,32 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
     vapp = version_app_name(cfg.serve.app_name, name, str(version))
     if _wait_deleted(vapp, apps):  # a version rolled back a moment ago is still being torn down
         apps = _apps()
-    if vapp not in apps:
-        try:
-            serve.run(model_app(name, str(version), source, model_options(cfg, runtime), cfg.serve, num_replicas),
-                      name=vapp, route_prefix=None, logging_config=_logging(cfg))
-        except Exception as e:
-            why = _app_message(vapp) or e
-            try:
-                serve.delete(vapp, _blocking=False)  # leave no failed application behind
-            except Exception:
-                pass
-            raise ServeError(f"version {version} of {name!r} did not start: {why}") from e
-    if cfg.serve.app_name not in apps:
-        (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh ingress starts from nothing
-        serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/",
-                  logging_config=_logging(cfg))
-    handle = serve.get_app_handle(cfg.serve.app_name)
+    created = vapp not in apps
     try:
-        out = handle.add_version.remote(name, str(version), vapp, label, canary_pct,
-                                        list(cfg.serve.canary.steps)).result(timeout_s=ROUTE_TIMEOUT_S)
-    except TimeoutError as e:
+        if created:
+            try:
+                serve.run(model_app(name, str(version), source, model_options(cfg, runtime), cfg.serve, num_replicas),
+                          name=vapp, route_prefix=None, logging_config=_logging(cfg))
+            except Exception as e:
+                raise ServeError(f"version {version} of {name!r} did not start: {_app_message(vapp) or e}") from e
+        if cfg.serve.app_name not in apps:
+            (runtime.serve_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh ingress starts from nothing
+            serve.run(Ingress.bind(_settings(cfg, runtime, tokens)), name=cfg.serve.app_name, route_prefix="/",
+                      logging_config=_logging(cfg))
+        handle = serve.get_app_handle(cfg.serve.app_name)
+        routing = handle.add_version.remote(name, str(version), vapp, label, canary_pct, list(cfg.serve.canary.steps))
+    except BaseException:  # failed or interrupted before the ingress was asked: nothing routes to it
+        if created:
+            _forget(vapp)
+        raise
+    try:
+        out = routing.result(timeout_s=ROUTE_TIMEOUT_S)
+    except TimeoutError as e:  # the ingress may still route to it: left for `status` to show
         raise ServeError(f"version {version} of {name!r} did not answer the ingress within {ROUTE_TIMEOUT_S:.0f}s; "
                          f"nothing was routed to it. See `mlops-ray status` and {vapp!r} in `serve status`") from e
-    except Exception as e:
+    except Exception as e:  # the ingress refused it (a canary already running): it holds CPUs for nothing
+        if created:
+            _forget(vapp)
         raise ServeError(f"could not route to version {version} of {name!r}: {_cause(e)}") from e
     url = endpoint_url(cfg)
     (runtime.serve_dir / ENDPOINT_FILE).write_text(json.dumps(
@@ -214,6 +220,16 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
                       token=tokens.token if tokens.created else None,
                       admin_token=tokens.admin_token if tokens.created else None,
                       token_source=tokens.source, seconds=time.perf_counter() - t0)
+
+
+def _forget(app: str) -> None:
+    """Delete an application nothing routes to (a version whose deploy failed or was interrupted)."""
+    from ray import serve
+
+    try:
+        serve.delete(app, _blocking=False)
+    except Exception:  # best effort: `status` lists what is left, `shutdown` removes it
+        logger.warning("could not delete %s; `mlops-ray shutdown` removes it", app)
 
 
 def _wait_deleted(app: str, apps: dict[str, Any], timeout_s: float = 120.0) -> bool:
@@ -364,7 +380,10 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
                         reps[str(getattr(state, "value", state))] = n
             info["replicas"] = reps
             info["traffic"] = m["traffic"].get(v, 0.0)
-    out.update(running=True, app_name=name, url=_endpoint(runtime))
+    routed = {info["app"] for m in out["models"].values() for info in m["versions"].values()}
+    # Version applications the ingress does not route to (a deploy killed mid-way): they hold CPUs for nothing.
+    unrouted = sorted(a for a in apps if a.startswith(f"{name}--") and a not in routed)
+    out.update(running=True, app_name=name, url=_endpoint(runtime), unrouted_apps=unrouted)
     return out
 
 

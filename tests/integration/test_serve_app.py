@@ -310,6 +310,26 @@ def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixt
     assert "missing feature(s)" in capsys.readouterr().err
 
 
+def test_status_lists_a_version_app_nothing_routes_to(app: SimpleNamespace,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """What a deploy killed mid-way leaves: an application holding CPUs that `status` did not show."""
+    from ray import serve
+
+    from mlops_ray.cli import main
+    from mlops_ray.serve.controller import model_options, version_app_name
+    from mlops_ray.serve.model_server import model_app
+
+    orphan = version_app_name(app.dep.app_name, MODEL, "9")
+    serve.run(model_app(MODEL, "9", app.dep.source, model_options(app.cfg, app.rt), app.cfg.serve, 1),
+              name=orphan, route_prefix=None)
+    try:
+        assert main(["status", "--workdir", str(app.rt.workdir)]) == 0
+        out = capsys.readouterr().out
+        assert f"not routed (left by an interrupted deploy, holding CPUs): {orphan}" in out
+    finally:
+        serve.delete(orphan)
+
+
 # ------------------------------------------------------------------ fault tolerance (last: it kills a replica)
 
 MAX_LOST = 3  # the goal is none: a prediction is retried on the other replica when its replica dies
