@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {os_error_text(e)} (--debug shows where)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: run the same command again (a search that was under way continues with --resume; "
+              "`mlops-ray status` shows what serves)", file=sys.stderr)
         return 130
     return int(result or 0)
 

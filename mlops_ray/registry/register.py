@@ -218,6 +218,9 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
     try:
         with mlflow_errors(f"registering {name}", runtime):
             reg = _register_logged(cl, cfg, result, prepared, model_info, decision, lineage, current, made)
+    except KeyboardInterrupt:  # Ctrl-C half-way: the same undo, so a rerun starts from a clean registry
+        _undo(cl, name, model_info, existed, made.get("version"), current)
+        raise
     except RegistryError as e:
         undone = _undo(cl, name, model_info, existed, made.get("version"), current)
         raise RegistryError(f"{e}. The model had been logged to run {result.parent_run_id} "

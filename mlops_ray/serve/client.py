@@ -36,7 +36,11 @@ def predict(runtime: Runtime, model: str, rows: list[dict[str, Any]], *, url: st
         raise ServeError(f"could not reach {url}: {e}; is the endpoint up (`mlops-ray status`)?") from e
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text}
     if r.status_code >= 400:
-        raise ServeError(f"HTTP {r.status_code} from {url}: {body.get('error', body)}")
+        hint = ""
+        if r.status_code == 401 and not token:  # nothing to send: say where a token would have come from
+            hint = (f"; no token found: pass --token, set {ep.get('token_env', 'MLOPS_RAY_TOKEN')}, or restore "
+                    f"{runtime.serve_dir / 'tokens.json'} (written by the first deploy)")
+        raise ServeError(f"HTTP {r.status_code} from {url}: {body.get('error', body)}{hint}")
     return dict(body)
 
 

@@ -185,6 +185,16 @@ def test_failure_after_logging_leaves_nothing_half_registered(setup, monkeypatch
     assert {a: str(v) for a, v in cl.get_registered_model(cfg.model_name).aliases.items()} == {"champion": "1"}
     assert "mlops_ray.step.register" not in cl.get_run(search.parent_run_id).data.tags
 
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Ctrl-C at the same point: the same undo (a rerun must not find version 2 half made).
+    monkeypatch.setattr(register_mod, "move_aliases", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        register_model(cfg, runtime, _search(runtime, cfg, fit_model(train, LogisticRegression(C=0.25),
+                                                                     prepared.features)), prepared)
+    assert [str(v.version) for v in cl.search_model_versions(f"name = '{cfg.model_name}'")] == ["1"]
+
 
 def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="does not exist"):

@@ -308,6 +308,13 @@ def test_cli_status_and_predict(app: SimpleNamespace, capsys: pytest.CaptureFixt
     assert out["model_version"] == "1" and len(out["predictions"]) == 2
     assert main(["predict", MODEL, "--workdir", wd, "--json", '[{"x0": 1}]']) == 1
     assert "missing feature(s)" in capsys.readouterr().err
+    stored = app.rt.serve_dir / "tokens.json"
+    stored.rename(stored.with_suffix(".away"))
+    try:  # no token anywhere: the 401 says where one would have come from
+        assert main(["predict", MODEL, "--workdir", wd, "--json", json.dumps(rows(1))]) == 1
+        assert f"no token found: pass --token, set MLOPS_RAY_TOKEN, or restore {stored}" in capsys.readouterr().err
+    finally:
+        stored.with_suffix(".away").rename(stored)
 
 
 def test_status_lists_a_version_app_nothing_routes_to(app: SimpleNamespace,
