@@ -38,13 +38,18 @@ class HeadInfo:
 
 
 def _alive(pid: int) -> bool:
+    """The recorded `ray start` process still runs (not another process that reused its pid after a reboot)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (macOS): trust the pid
+        return True
+    return b"ray" in cmdline or b"env" in cmdline  # `env VAR=... ray start`, or ray itself
 
 
 def _port_open(address: str) -> bool:
