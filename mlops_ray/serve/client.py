@@ -71,6 +71,9 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append(f"  v{v}: traffic {info.get('traffic', 0):g}%  replicas [{reps}]  {info.get('source')}")
         for d in m["decisions"][-5:]:
             lines.append(f"  - {d['action']} v{d['version']}: {d['reason']}")
+        if m.get("record_error"):
+            lines.append(f"  ! not recorded in the registry ({m['record_error']}): its aliases may not match what "
+                         f"serves; once MLflow is back, `mlops-ray promote {name} {m['stable']}`")
     if st.get("unrouted_apps"):
         lines.append(f"not routed (left by an interrupted deploy, holding CPUs): {', '.join(st['unrouted_apps'])}; "
                      "deploy that version again, or `mlops-ray shutdown`")

@@ -158,8 +158,13 @@ class Ingress:
                     entry = self.models.get(model)  # what serves now, which a later flip may have changed
                     now = entry.rollout.stable if entry is not None else stable
                     await asyncio.to_thread(record_decision, self.settings, model, d, now, source)
-            except Exception:
+                    if entry is not None:
+                        entry.record_error = None  # this record put the alias on what serves
+            except Exception as e:
                 logger.exception("could not record the %s of %s %s in MLflow", d.action, model, d.version)
+                entry = self.models.get(model)
+                if entry is not None:  # shown by `status`: the registry's champion may not be what serves
+                    entry.record_error = f"{d.action} v{d.version}: {type(e).__name__}: {str(e)[:300]}"
         if apps:
             await asyncio.sleep(RETIRE_GRACE_S)
             for app in apps:

@@ -86,8 +86,9 @@ class Rollout:
                 f"model {self.model!r}: version {self.canary} is still a canary at {self.canary_share():g}%; "
                 f"wait for it, or run `mlops-ray rollback {self.model}` first"
             )
-        if version == self.stable:
-            return self._record(now, "deploy", version, f"version {version} already serves all traffic")
+        if version == self.stable:  # a no-op (a cached rerun): answered, not added to the history
+            return Decision(at=now, action="deploy", version=version, traffic=self.weights(),
+                            reason=f"version {version} already serves all traffic")
         check_canary_pct(canary_pct)
         if self.stable is None or canary_pct == 100:
             self.previous, self.stable = self.stable, version

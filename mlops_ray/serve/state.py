@@ -41,6 +41,7 @@ class ModelEntry:
         self.recent: OrderedDict[str, tuple[str, list[Any]]] = OrderedDict()  # id -> (version, row predictions)
         self.router = WeightedRouter({"-": 1.0})
         self.schemas: dict[str, InputSchema] = {}
+        self.record_error: str | None = None  # the last rollout decision MLflow could not record
         self.apply()
 
     @property
@@ -125,4 +126,5 @@ class ModelEntry:
                 "step": r.step if r.canary else None, "window_started": r.window_started,
                 "versions": {v: {"app": i.app_name, "source": i.source, "device": i.meta.get("device")}
                              for v, i in self.versions.items()},
-                "window_stats": stats, "decisions": [d.__dict__ for d in r.decisions[-10:]]}
+                "window_stats": stats, "decisions": [d.__dict__ for d in r.decisions[-10:]],
+                "record_error": self.record_error}

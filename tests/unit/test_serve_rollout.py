@@ -96,8 +96,11 @@ def test_manual_promote_skips_steps() -> None:
 def test_redeploying_the_stable_version_is_a_noop() -> None:
     r = Rollout("m")
     r.deploy("1", 0.0)
-    r.deploy("1", 1.0)
+    for t in (1.0, 2.0, 3.0):  # cached reruns of a pipeline redeploy its champion
+        d = r.deploy("1", t)
     assert r.weights() == {"1": 100.0} and r.previous is None
+    assert "already serves all traffic" in d.reason
+    assert [x.reason for x in r.decisions] == ["first version: all traffic"]  # no line per rerun
 
 
 def test_state_round_trips_through_dict() -> None:
@@ -138,3 +141,18 @@ def test_the_pipeline_deploys_the_champion_never_a_rejected_challenger() -> None
     assert pipeline_target(rolled_back) == "2"
     with pytest.raises(ServeError, match=r"no champion to serve.*mlops-ray deploy m --version 1"):
         pipeline_target(SimpleNamespace(name="m", version="1", accepted=False, aliases={"challenger": "1"}))
+
+
+def test_status_says_when_the_registry_missed_a_decision() -> None:
+    """A promotion the MLflow store could not record left the champion alias on another version, unseen."""
+    from mlops_ray.serve.client import format_status
+    from mlops_ray.serve.state import ModelEntry
+
+    entry = ModelEntry(Rollout("m"))
+    entry.rollout.deploy("1", 0.0)
+    assert entry.summary()["record_error"] is None
+    entry.record_error = "promote v2: OperationalError: database is locked"
+    st = {"running": True, "app_name": "a", "url": "http://x", "models": {"m": entry.summary()}}
+    text = format_status(st)
+    assert "! not recorded in the registry (promote v2: OperationalError: database is locked)" in text
+    assert "`mlops-ray promote m 1`" in text
