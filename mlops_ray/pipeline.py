@@ -40,8 +40,8 @@ def _order(steps: Sequence[str]) -> list[str]:
     return [s for s in STEPS if s in steps]
 
 
-def connect_for_steps(runtime: Runtime, steps: Sequence[str], *, check_cpu: bool = True) -> None:
-    """Join the Ray the steps need; a no-op when connected.
+def connect_for_steps(runtime: Runtime, steps: Sequence[str], *, check_cpu: bool = True) -> bool:
+    """Join the Ray the steps need; a no-op when connected. True when that is the serving head.
 
     With a deploy step and no cluster address, the Serve application must outlive this process: the whole
     pipeline runs on this working directory's detached local head (started on first use, joined when it
@@ -50,13 +50,15 @@ def connect_for_steps(runtime: Runtime, steps: Sequence[str], *, check_cpu: bool
     """
     import ray
 
-    if "deploy" in steps and not runtime.ray_address and not ray.is_initialized():
+    on_serving_head = "deploy" in steps and not runtime.ray_address and not ray.is_initialized()
+    if on_serving_head:
         from mlops_ray.serve.controller import connect, require_free_cpu
 
         connect(runtime, start_head=True)
         if check_cpu:
             require_free_cpu()
     connect_ray(runtime)
+    return on_serving_head
 
 
 def run_pipeline(

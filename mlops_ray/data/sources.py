@@ -59,8 +59,7 @@ class Source:
                 text, numbers = kinds.setdefault(f.name, ([], []))
                 if _is_text(f.type):
                     text.append(where)
-                elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type) \
-                        or pa.types.is_boolean(f.type):
+                elif _is_number(f.type):
                     numbers.append(where)
         return {c: k for c, k in kinds.items() if k[0] and k[1]}
 
@@ -85,8 +84,7 @@ def widest_type(types: list[pa.DataType]) -> pa.DataType:
         return pa.string()
     if all(pa.types.is_integer(t) or pa.types.is_boolean(t) for t in types):
         return pa.int64()
-    if all(pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-           for t in types):
+    if all(_is_number(t) for t in types):
         return pa.float64()
     return types[0]  # e.g. timestamps: inference refuses the type, naming the column
 
@@ -111,6 +109,11 @@ def _files(files: list[str]) -> str:
 
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    """A type a float column holds: integers, floats, decimals, booleans."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t)
 
 
 def load_bundled(name: str) -> pd.DataFrame:

@@ -216,11 +216,7 @@ def retrain(
     # With a deploy step: the head that serves the model (a local Ray would exit with us, and its Serve
     # could not bind the port the serving head holds). Whether it has a CPU to train with matters only once
     # the monitor says to retrain: "no retrain" must not fail because two versions are serving.
-    todo = steps or cfg.steps
-    import ray
-
-    on_serving_head = "deploy" in todo and not runtime.ray_address and not ray.is_initialized()
-    connect_for_steps(runtime, todo, check_cpu=False)
+    on_serving_head = connect_for_steps(runtime, steps or cfg.steps, check_cpu=False)
     if report is None and not force:
         from mlops_ray.monitor.run import run_monitor
 

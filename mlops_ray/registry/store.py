@@ -36,9 +36,7 @@ def mlflow_errors(action: str, runtime: Runtime) -> Iterator[None]:
     except MlflowException as e:
         first = str(e.message).strip().splitlines()[0] if str(e.message).strip() else str(e)
         if "sqlite3.DatabaseError" in first:  # MLflow wraps SQLAlchemy's error and appends the whole query
-            raise RegistryError(f"{action} failed: the MLflow store {runtime.tracking_uri} cannot be read "
-                                f"({first.split(')', 1)[-1].strip()}). Restore it from a backup, or point --workdir "
-                                "/ MLFLOW_TRACKING_URI elsewhere") from e
+            raise _unreadable_store(action, runtime, first.split(")", 1)[-1].strip()) from e
         raise RegistryError(f"{action} failed on MLflow store {runtime.tracking_uri}: {e.message}") from e
     except OSError as e:  # requests' ConnectionError/Timeout are OSErrors
         raise RegistryError(f"{action} failed: MLflow at {runtime.tracking_uri} is not reachable ({e}). "
@@ -47,9 +45,12 @@ def mlflow_errors(action: str, runtime: Runtime) -> Iterator[None]:
         if not type(e).__module__.startswith("sqlalchemy"):
             raise
         # A damaged SQLite file reaches us as SQLAlchemy's error, not MLflow's.
-        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
-        raise RegistryError(f"{action} failed: the MLflow store {runtime.tracking_uri} cannot be read ({detail}). "
-                            "Restore it from a backup, or point --workdir / MLFLOW_TRACKING_URI elsewhere") from e
+        raise _unreadable_store(action, runtime, str(getattr(e, "orig", None) or e).splitlines()[0]) from e
+
+
+def _unreadable_store(action: str, runtime: Runtime, detail: str) -> RegistryError:
+    return RegistryError(f"{action} failed: the MLflow store {runtime.tracking_uri} cannot be read ({detail}). "
+                         "Restore it from a backup, or point --workdir / MLFLOW_TRACKING_URI elsewhere")
 
 
 def check_local_store(runtime: Runtime) -> None:

@@ -403,8 +403,9 @@ def shutdown(runtime: Runtime, *, app_name: str | None = None, stop_head: bool =
     name = _app_name(runtime, app_name)
     # This workdir's own head goes down with everything on it: deleting each application first waited for
     # every replica to drain, one app after another (125 s for three apps, 3 s for the head alone).
-    own_head = stop_head and read_head(runtime) is not None and not runtime.ray_address
-    if ray.is_initialized() or runtime.ray_address or read_head(runtime) is not None:
+    running_head = read_head(runtime) is not None  # probes the head's port: once
+    own_head = stop_head and running_head and not runtime.ray_address
+    if ray.is_initialized() or runtime.ray_address or running_head:
         connect(runtime, start_head=False)
         for app in _apps():
             if app == name or app.startswith(f"{name}--"):
