@@ -35,7 +35,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.config == GENERATE:
         return _generate(args)
     from mlops_ray.data import check_input, format_report, prepare
-    from mlops_ray.data.stage import report_dict
+    from mlops_ray.data.prepared import report_dict
     from mlops_ray.runtime import connect_ray
 
     cfg, rt = load(args)

@@ -19,7 +19,7 @@ from mlops_ray._lazy import lazy_exports
 _EXPORTS = {
     "prepare": "mlops_ray.data.stage",
     "check_input": "mlops_ray.data.stage",
-    "format_report": "mlops_ray.data.stage",
+    "format_report": "mlops_ray.data.prepared",
     "load_bundled": "mlops_ray.data.sources",
     "compute_reference_profile": "mlops_ray.data.fitting",
     "generate_table": "mlops_ray.data.generate",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +72,35 @@ class PreparedData:
     @property
     def n_folds(self) -> int:
         return int(self.folds.max()) + 1 if len(self.folds) else 0
+
+
+def report_dict(report: DataReport) -> dict[str, Any]:
+    return asdict(report)
+
+
+def format_report(report: DataReport) -> str:
+    """The summary `mlops-ray data` prints."""
+    lines = [
+        f"data: {report.source} ({report.task})",
+        f"  rows read      {report.rows_read:>12,}",
+        f"  clean          {report.rows_clean:>12,}  (train {report.rows_train:,}, holdout {report.rows_holdout:,})",
+        f"  rejected       {report.rows_rejected:>12,}  -> {report.rejects_path}",
+    ]
+    for reason, n in list(report.rejected_by_reason.items())[:15]:
+        lines.append(f"    {reason:<40} {n:>10,}")
+    if len(report.rejected_by_reason) > 15:
+        lines.append(f"    ... {len(report.rejected_by_reason) - 15} more reasons in report.json")
+    filled = sum(report.missing_filled.values())
+    handled = sum(report.outliers_handled.values())
+    lines.append(f"  missing filled {filled:>12,}  in {len(report.missing_filled)} column(s)")
+    lines.append(f"  outliers       {handled:>12,}  handled in {len(report.outliers_handled)} column(s)")
+    if report.columns_ignored:
+        names = [c if c.strip() else '"" (no name: a saved index?)' for c in report.columns_ignored]
+        lines.append(f"  ignored columns (not in the schema): {', '.join(names)}")
+    lines.append(f"  fingerprint    {report.fingerprint}")
+    passes = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds_by_pass.items())
+    lines.append(f"  time           {report.seconds:.1f}s  ({passes})")
+    lines.append(f"  outputs        {report.output_dir}")
+    check = "yes" if report.reconciles() else "NO"
+    lines.append(f"  reconciles     {check} ({report.rows_read:,} = {report.rows_clean:,} + {report.rows_rejected:,})")
+    return "\n".join(lines)

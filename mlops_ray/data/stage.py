@@ -33,7 +33,7 @@ from mlops_ray.data.fitting import (
     summary_bin_counts,
 )
 from mlops_ray.data.hashing import assign_folds
-from mlops_ray.data.prepared import DataReport, PreparedData
+from mlops_ray.data.prepared import DataReport, PreparedData, format_report, report_dict
 from mlops_ray.data.schema import REJECT_REASON, Schema, check_columns, schema_from_spec
 from mlops_ray.data.sources import Source, check_consistent_kinds, resolve_files, resolve_source
 from mlops_ray.exceptions import DataError, SchemaError
@@ -125,20 +125,24 @@ def _profile(batch: pa.Table, schema: Schema, plan: Any, seed: int, fraction: fl
 def _write(batch: pa.Table, schema: Schema, plan: Any, features: Any, seed: int, fraction: float,
            out_dir: str) -> pa.Table:
     out = blocks.transform_block(batch, schema, plan, features, seed, fraction)
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    for folder, table in (("train", out.train), ("holdout", out.holdout), ("holdout_raw", out.holdout_raw),
-                          ("_rejects_parts", out.rejects)):
-        if table.num_rows:
-            pq.write_table(table, f"{out_dir}/{folder}/{name}")
+    _write_parts(out_dir, train=out.train, holdout=out.holdout, holdout_raw=out.holdout_raw,
+                 _rejects_parts=out.rejects)
     return _pack(out.partial)
 
 
 def _write_rejects(batch: pa.Table, schema: Schema, seed: int, fraction: float, out_dir: str) -> pa.Table:
     """Only the rejected rows: what a user needs to see when no row was valid."""
     rejects = blocks.validate_and_split(batch, schema, seed, fraction).rejects
-    if rejects.num_rows:
-        pq.write_table(rejects, f"{out_dir}/_rejects_parts/part-{uuid.uuid4().hex}.parquet")
+    _write_parts(out_dir, _rejects_parts=rejects)
     return _pack(rejects.num_rows)
+
+
+def _write_parts(out_dir: str, **tables: pa.Table) -> None:
+    """One part file per non-empty table, into the folder its keyword names; one part name per input block."""
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    for folder, table in tables.items():
+        if table.num_rows:
+            pq.write_table(table, f"{out_dir}/{folder}/{name}")
 
 
 def _map(ds: ray.data.Dataset, fn: Any, **kwargs: Any) -> ray.data.Dataset:
@@ -381,43 +385,6 @@ def _load(out_dir: Path, features: Any, report: DataReport, reference: dict[str,
         hashes = holdout.column(blocks.ROW_HASH).to_numpy()
     return PreparedData(features, x_train, y_train, folds, x_hold, y_hold, frame, sample, report.fingerprint,
                         report, reference, out_dir, holdout_hashes=hashes)
-
-
-# ------------------------------------------------------------------------------------------- report
-
-
-def report_dict(report: DataReport) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(report)
-
-
-def format_report(report: DataReport) -> str:
-    """The summary `mlops-ray data` prints."""
-    lines = [
-        f"data: {report.source} ({report.task})",
-        f"  rows read      {report.rows_read:>12,}",
-        f"  clean          {report.rows_clean:>12,}  (train {report.rows_train:,}, holdout {report.rows_holdout:,})",
-        f"  rejected       {report.rows_rejected:>12,}  -> {report.rejects_path}",
-    ]
-    for reason, n in list(report.rejected_by_reason.items())[:15]:
-        lines.append(f"    {reason:<40} {n:>10,}")
-    if len(report.rejected_by_reason) > 15:
-        lines.append(f"    ... {len(report.rejected_by_reason) - 15} more reasons in report.json")
-    filled = sum(report.missing_filled.values())
-    handled = sum(report.outliers_handled.values())
-    lines.append(f"  missing filled {filled:>12,}  in {len(report.missing_filled)} column(s)")
-    lines.append(f"  outliers       {handled:>12,}  handled in {len(report.outliers_handled)} column(s)")
-    if report.columns_ignored:
-        names = [c if c.strip() else '"" (no name: a saved index?)' for c in report.columns_ignored]
-        lines.append(f"  ignored columns (not in the schema): {', '.join(names)}")
-    lines.append(f"  fingerprint    {report.fingerprint}")
-    passes = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds_by_pass.items())
-    lines.append(f"  time           {report.seconds:.1f}s  ({passes})")
-    lines.append(f"  outputs        {report.output_dir}")
-    check = "yes" if report.reconciles() else "NO"
-    lines.append(f"  reconciles     {check} ({report.rows_read:,} = {report.rows_clean:,} + {report.rows_rejected:,})")
-    return "\n".join(lines)
 
 
 __all__ = ["SchemaError", "check_input", "format_report", "prepare"]

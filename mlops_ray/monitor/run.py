@@ -31,6 +31,18 @@ from mlops_ray.monitor.aggregate import (
 from mlops_ray.monitor.decision import REGRESSION_METRICS, Performance, assess_performance, decide_retrain
 from mlops_ray.monitor.drift import compute_drift
 from mlops_ray.monitor.feedback import log_files, read_feedback
+from mlops_ray.monitor.lookups import (
+    REFERENCE_FILE,
+    TAG,
+    client,
+    holdout_baseline,
+    is_registered,
+    logged_versions,
+    model_version,
+    predictions_dir,
+    require_logs,
+    resolve_reference,
+)
 from mlops_ray.monitor.profile import ReferenceProfile, load_profile
 from mlops_ray.monitor.result import MonitorReport
 
@@ -39,144 +51,6 @@ if TYPE_CHECKING:
     from mlops_ray.runtime import Runtime
 
 REPORTS = "_reports"  # model names cannot start with "_", so this never clashes with a model's log folder
-REFERENCE_FILE = "reference.json"
-TAG = "mlops_ray."
-
-
-def predictions_dir(runtime: Runtime) -> Path:
-    """Where Serve replicas write prediction logs and feedback: ``<monitor_dir>/<model>/v<version>/``."""
-    return runtime.monitor_dir
-
-
-def logged_versions(model_folder: Path) -> list[str]:
-    found = [p.name[1:] for p in model_folder.glob("v*") if p.is_dir() and any(p.glob("*.parquet"))]
-    return sorted(found, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
-
-
-# ------------------------------------------------------------------------------- MLflow look-ups
-
-
-def _client(runtime: Runtime) -> Any:
-    from mlflow import MlflowClient
-
-    from mlops_ray.runtime import configure_mlflow
-
-    configure_mlflow(runtime)
-    return MlflowClient(tracking_uri=runtime.tracking_uri, registry_uri=runtime.tracking_uri)
-
-
-def _model_version(runtime: Runtime, name: str, version: str | None) -> Any | None:
-    """The MLflow ModelVersion (the champion when ``version`` is None), or None if the registry lacks it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        cl = _client(runtime)
-        return cl.get_model_version_by_alias(name, "champion") if version is None else cl.get_model_version(
-            name, str(version))
-    except MlflowException:
-        return None
-
-
-def require_logs(runtime: Runtime, name: str, folder: Path, flush_interval_s: float) -> None:
-    """Fail (before any Ray work) when ``folder`` holds no prediction log, saying what is missing."""
-    if folder.is_dir() and logged_versions(folder):
-        return
-    if not _is_registered(runtime, name):
-        raise MonitorError(
-            f"model {name!r} is not registered in {runtime.tracking_uri}: train and register it first "
-            "(mlops-ray run CONFIG), deploy it, and send traffic; then there are predictions to monitor")
-    raise MonitorError(
-        f"no prediction logs for model {name!r} under {folder}: deploy it (mlops-ray deploy) with "
-        f"monitor.sample_rate > 0 and send traffic; replicas flush every {flush_interval_s}s")
-
-
-def _is_registered(runtime: Runtime, name: str) -> bool:
-    """False only when the registry says for certain that it has no model ``name`` (or there is no store)."""
-    from mlflow.exceptions import MlflowException
-
-    from mlops_ray.registry.store import missing_local_store
-
-    if missing_local_store(runtime):  # asking MLflow would create an empty store
-        return False
-    try:
-        _client(runtime).get_registered_model(name)
-    except MlflowException as e:
-        return e.error_code != "RESOURCE_DOES_NOT_EXIST"
-    return True
-
-
-def resolve_reference(runtime: Runtime, name: str, version: str, mv: Any | None,
-                      reference: ReferenceProfile | Mapping[str, Any] | str | Path | None = None
-                      ) -> tuple[ReferenceProfile, str]:
-    """The training reference of a model version, and where it came from.
-
-    Order: the ``reference`` argument; a ``reference.json`` artifact of the version's run (what the
-    pipeline logs at registration); the data stage's output for the version's data fingerprint.
-    """
-    if reference is not None:
-        return load_profile(reference), "given"
-    tried: list[str] = []
-    if mv is not None and getattr(mv, "run_id", None):
-        cl = _client(runtime)
-        for path in _find_artifacts(cl, mv.run_id, REFERENCE_FILE):
-            import mlflow.artifacts
-
-            local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=path,
-                                                        tracking_uri=runtime.tracking_uri)
-            return load_profile(local), f"runs:/{mv.run_id}/{path}"
-        tried.append(f"no {REFERENCE_FILE} artifact in run {mv.run_id}")
-        fp = (mv.tags or {}).get(TAG + "data_fingerprint")
-        if fp:
-            for cand in sorted(runtime.data_dir.rglob(REFERENCE_FILE)):
-                if _fingerprint_of(cand.parent) == fp:
-                    return load_profile(cand), str(cand)
-            tried.append(f"no {REFERENCE_FILE} under {runtime.data_dir} for data fingerprint {fp[:12]}")
-    else:
-        tried.append(f"model {name!r} version {version} is not in the registry at {runtime.tracking_uri}")
-    raise MonitorError(
-        f"no reference profile for {name} v{version}: {'; '.join(tried)}. Pass one with --reference "
-        f"(a {REFERENCE_FILE} written by the data stage) or register the model through the pipeline, "
-        f"which logs it"
-    )
-
-
-def _fingerprint_of(data_out: Path) -> str | None:
-    """The data fingerprint recorded in a data-stage output folder's report.json."""
-    import json
-
-    try:
-        return json.loads((data_out / "report.json").read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _find_artifacts(cl: Any, run_id: str, filename: str, path: str | None = None, depth: int = 0) -> list[str]:
-    out: list[str] = []
-    for info in cl.list_artifacts(run_id, path):
-        if info.is_dir and depth < 3:
-            out += _find_artifacts(cl, run_id, filename, info.path, depth + 1)
-        elif info.path.rsplit("/", 1)[-1] == filename:
-            out.append(info.path)
-    return out
-
-
-def holdout_baseline(mv: Any | None, runtime: Runtime, metric: str) -> float | None:
-    """The version's holdout value of ``metric`` (tag ``mlops_ray.holdout.<metric>``, else the run's metric)."""
-    if mv is None:
-        return None
-    tags = mv.tags or {}
-    for key in (f"{TAG}holdout.{metric}", f"holdout.{metric}"):
-        if key in tags:
-            try:
-                return float(tags[key])
-            except ValueError:
-                pass
-    if getattr(mv, "run_id", None):
-        metrics = _client(runtime).get_run(mv.run_id).data.metrics
-        for key in (f"holdout_{metric}", f"holdout.{metric}", f"holdout/{metric}"):
-            if key in metrics:
-                return float(metrics[key])
-    return None
 
 
 # ------------------------------------------------------------------------------------- scanning
@@ -292,7 +166,7 @@ def run_monitor(
     root = Path(log_dir) if log_dir is not None else predictions_dir(runtime)
     folder = root / name
     require_logs(runtime, name, folder, spec.flush_interval_s)
-    mv = _model_version(runtime, name, None if version is None else str(version))
+    mv = model_version(runtime, name, None if version is None else str(version))
     notes: list[str] = []
     if version is None:
         version = str(mv.version) if mv is not None else logged_versions(folder)[-1]
@@ -302,7 +176,7 @@ def run_monitor(
     files = log_files(folder, None if all_versions else version)
     if not files:
         logged = ", ".join(logged_versions(folder))
-        if mv is None and _is_registered(runtime, name):  # a version number that was never registered
+        if mv is None and is_registered(runtime, name):  # a version number that was never registered
             raise MonitorError(f"model {name!r} has no version {version} in the registry; versions with logs: "
                                f"{logged}. Pass one of those to --version")
         raise MonitorError(
@@ -338,7 +212,7 @@ def run_monitor(
     if len(labelled):
         metric, live = overall_metric(labelled, task, metric)
         baseline = holdout_baseline(mv if mv is not None and str(mv.version) == version
-                                    else _model_version(runtime, name, version), runtime, metric)
+                                    else model_version(runtime, name, version), runtime, metric)
         perf = assess_performance(metric, live, baseline, spec.retrain.max_accuracy_drop)
     else:
         why = ("no feedback labels received yet (POST /v1/models/{name}/feedback)" if feedback.empty
@@ -373,7 +247,7 @@ def log_report(runtime: Runtime, experiment: str, report: MonitorReport, out_dir
     from mlops_ray.runtime import ensure_experiment
 
     exp_id = ensure_experiment(runtime, experiment)
-    cl = _client(runtime)
+    cl = client(runtime)
     d, p = report.drift, report.performance
     run = cl.create_run(exp_id, run_name=f"monitor-{report.model_name}-v{report.version}", tags={
         TAG + "stage": "monitor", TAG + "model_name": report.model_name, TAG + "model_version": report.version,
@@ -424,5 +298,5 @@ def log_reference(runtime: Runtime, run_id: str, reference: ReferenceProfile | M
     ``frame`` it includes the profile of the model's predictions, for the prediction-drift check."""
     profile = (with_prediction_profile(reference, model, frame) if model is not None and frame is not None
                else load_profile(reference))
-    _client(runtime).log_dict(run_id, profile.to_dict(), f"monitor/{REFERENCE_FILE}")
+    client(runtime).log_dict(run_id, profile.to_dict(), f"monitor/{REFERENCE_FILE}")
     return f"runs:/{run_id}/monitor/{REFERENCE_FILE}"

@@ -8,6 +8,7 @@ model if this call created it), puts the aliases back, and says so in the Regist
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,13 @@ from mlops_ray.registry.store import (
     client,
     get_aliases,
     mlflow_errors,
+    model_exists,
     move_aliases,
     restore_aliases,
 )
 from mlops_ray.runtime import Runtime, code_version, package_version, ray_job_id
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -204,7 +208,7 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
     with mlflow_errors(f"registering {name}", runtime):
         cl = client(runtime)
         cl.get_run(result.parent_run_id)  # the search's run must exist before anything is logged
-        existed = bool(get_aliases(cl, name)) or _registered(cl, name)
+        existed = bool(get_aliases(cl, name)) or model_exists(cl, name)
         current = get_aliases(cl, name)
     with tempfile.TemporaryDirectory(prefix="mlops_ray_pkg_") as tmp:
         # Packaged once: the gate scores this folder's model and exactly this folder is logged.
@@ -213,7 +217,7 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
         decision = run_gate(cfg, runtime, result, prepared, current.get("champion"), packaged)
         lineage = lineage_tags(cfg, result, prepared)
         with mlflow_errors(f"registering {name}", runtime):
-            model_info = _log_model(cfg, result, prepared, fitted_dir)
+            model_info = _log_model(cl, cfg, result, prepared, fitted_dir)
     made: dict[str, str] = {}  # what this call created, for the undo
     try:
         with mlflow_errors(f"registering {name}", runtime):
@@ -230,28 +234,35 @@ def register_model(cfg: PipelineConfig, runtime: Runtime, result: Any, prepared:
     return reg
 
 
-def _registered(cl: MlflowClient, name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        cl.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
-
-
-def _log_model(cfg: PipelineConfig, result: Any, prepared: PreparedData, fitted_dir: Path) -> Any:
+def _log_model(cl: MlflowClient, cfg: PipelineConfig, result: Any, prepared: PreparedData, fitted_dir: Path) -> Any:
     import mlflow
 
     from mlops_ray.registry.packaging import log_fitted_model
 
     active = mlflow.active_run()
-    if active is not None and active.info.run_id == result.parent_run_id:
-        return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
-                                bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
-    with mlflow.start_run(run_id=result.parent_run_id, nested=active is not None):
-        return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
-                                bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
+    try:
+        if active is not None and active.info.run_id == result.parent_run_id:
+            return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
+                                    bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
+        with mlflow.start_run(run_id=result.parent_run_id, nested=active is not None):
+            return log_fitted_model(result.model, input_example=prepared.train_frame_sample,
+                                    bundle_code=cfg.registry.bundle_code, fitted_dir=fitted_dir)
+    except KeyboardInterrupt:
+        _drop_pending_model(cl, result.parent_run_id)
+        raise
+
+
+def _drop_pending_model(cl: MlflowClient, run_id: str) -> None:
+    """Delete the LoggedModel a Ctrl-C left PENDING in ``run_id`` (MLflow marks it FAILED only on an Exception)."""
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    try:
+        lm = mlflow.last_logged_model()
+        if lm is not None and lm.source_run_id == run_id and lm.status == LoggedModelStatus.PENDING:
+            cl.delete_logged_model(lm.model_id)
+    except Exception:  # best effort while the user is stopping the command
+        logger.warning("could not delete the half-logged model of run %s", run_id, exc_info=True)
 
 
 def _register_logged(cl: MlflowClient, cfg: PipelineConfig, result: Any, prepared: PreparedData, model_info: Any,

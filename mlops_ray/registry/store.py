@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 TAG = "mlops_ray."
 MOVE_TAG = TAG + "move."  # + <UTC timestamp>.<alias>: one JSON record per alias move
 ALIASES = ("champion", "challenger", "previous")
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")  # MLflow's error codes for "no such model"
 
 
 @contextmanager
@@ -121,7 +122,7 @@ def get_aliases(cl: MlflowClient, name: str) -> dict[str, str]:
     try:
         rm = cl.get_registered_model(name)
     except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        if e.error_code in _NOT_FOUND:
             return {}
         raise
     return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
@@ -202,10 +203,10 @@ def _require_version(cl: MlflowClient, name: str, version: str) -> None:
         cl.get_model_version(name, version)
         return
     except MlflowException as e:
-        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+        if e.error_code not in _NOT_FOUND:
             raise
     versions = sorted((int(v.version) for v in cl.search_model_versions(f"name = '{name}'")), reverse=True)
-    if not versions and _exists(cl, name):
+    if not versions and model_exists(cl, name):
         raise RegistryError(f"model {name!r} has no version {version}: it has no versions yet")
     if not versions:
         raise RegistryError(f"no registered model named {name!r}; see `mlops-ray models` for the names")
@@ -282,7 +283,7 @@ def resolve_version(runtime: Runtime, name: str, version: str | int | None = Non
     with mlflow_errors(f"looking up model {name!r}", runtime):
         cl = client(runtime)
         aliases = get_aliases(cl, name)
-        if not aliases and not _exists(cl, name):
+        if not aliases and not model_exists(cl, name):
             raise RegistryError(f"no registered model named {name!r}; list them with `mlops-ray models`")
         if version is None:
             alias = alias or "champion"
@@ -295,14 +296,17 @@ def resolve_version(runtime: Runtime, name: str, version: str | int | None = Non
         return _info(cl.get_model_version(name, str(version)), aliases)
 
 
-def _exists(cl: MlflowClient, name: str) -> bool:
+def model_exists(cl: MlflowClient, name: str) -> bool:
+    """False only when the registry answers that it has no model ``name``; other MLflow errors propagate."""
     from mlflow.exceptions import MlflowException
 
     try:
         cl.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
+    except MlflowException as e:
+        if e.error_code in _NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def list_versions(runtime: Runtime, name: str) -> list[VersionInfo]:
@@ -311,7 +315,7 @@ def list_versions(runtime: Runtime, name: str) -> list[VersionInfo]:
         cl = client(runtime)
         aliases = get_aliases(cl, name)
         versions = cl.search_model_versions(f"name = '{name}'")
-        if not versions and not aliases and not _exists(cl, name):
+        if not versions and not aliases and not model_exists(cl, name):
             raise RegistryError(f"no registered model named {name!r}; list them with `mlops-ray models`")
         return sorted((_info(mv, aliases) for mv in versions), key=lambda i: int(i.version), reverse=True)
 

@@ -20,10 +20,11 @@ from mlops_ray.exceptions import SearchInterrupted, TuneError
 from mlops_ray.runtime import Runtime, connect_ray, ensure_experiment, env
 from mlops_ray.tune.checks import asha_max_t, check_before_trials
 from mlops_ray.tune.cv import expand_proba, predict_for_scoring
-from mlops_ray.tune.estimators import EstimatorFactory, accepted_params, make_factory
+from mlops_ray.tune.estimators import EstimatorFactory, make_factory
 from mlops_ray.tune.fitted import FittedModel
 from mlops_ray.tune.interrupt import DISABLE_TUNE_SIGINT, interrupt_guard
 from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
+from mlops_ray.tune.refit import refit_best
 from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
 from mlops_ray.tune.trainable import TrialData, TrialSpec, metric_key
@@ -195,67 +196,6 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec,
     return sorted(out, key=lambda t: t.index)
 
 
-def _driver_is_the_cluster(nodes: list[dict[str, Any]]) -> bool:
-    """True when the live ``nodes`` are one node and this process runs on it (a local Ray, a one-node cluster)."""
-    import ray
-
-    return len(nodes) == 1 and nodes[0].get("NodeID") == ray.get_runtime_context().get_node_id()
-
-
-def _fit_all(factory: EstimatorFactory, config: dict[str, Any], data: TrialData, cpus: int, wide: bool) -> Any:
-    est = factory.build(config)
-    if factory.kind == "torch_mlp":
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cpus)
-        try:
-            return est.fit(data.X, data.y)
-        finally:
-            torch.set_num_threads(threads)
-    if wide:  # the searched n_jobs goes back afterwards, so the model's params are the searched ones
-        import warnings
-
-        n_jobs = est.get_params()["n_jobs"]
-        est.set_params(n_jobs=cpus)
-        with warnings.catch_warnings():  # scikit-learn >= 1.8 warns that LogisticRegression ignores n_jobs
-            warnings.filterwarnings("ignore", message=".*'n_jobs' has no effect", category=FutureWarning)
-            est.fit(data.X, data.y)
-        return est.set_params(n_jobs=n_jobs)
-    return est.fit(data.X, data.y)
-
-
-def _refit(factory: EstimatorFactory, config: dict[str, Any], data: TrialData, data_ref: Any, cpu: float,
-           gpu: float) -> tuple[Any, str]:
-    """Fit the winner on every training row; returns (estimator, where it ran: "driver" or "ray_task").
-
-    The search is over, so the CPUs the trials held are free: an estimator with ``n_jobs`` gets up to all
-    of them (on one node) for this one fit. A scikit-learn estimator on a one-node Ray without GPUs is refit
-    here, in the driver, as GridSearchCV's refit is: the data is already in this process, and a fresh Ray
-    worker would first spend ~2.5 s starting and importing scikit-learn. On a multi-node cluster (where the
-    driver's head node should not train), with a GPU, or for torch (which would see every GPU of the
-    machine from the driver) it is a Ray task with the trial's resources.
-    """
-    import ray
-
-    wide = "n_jobs" in accepted_params(factory.cls) and factory.kind == "sklearn"
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    # A task wider than the largest node would wait forever: cap at that node's CPUs.
-    node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in nodes), default=cpu)
-    try:
-        if factory.kind == "sklearn" and gpu == 0 and _driver_is_the_cluster(nodes):
-            # Every core of this one node: Ray may still be releasing the trials' CPUs as Tuner.fit returns,
-            # so its available_resources would read low for a moment.
-            cpus = max(1, min(int(node_cpus), 16)) if wide else 1
-            return _fit_all(factory, config, data, cpus, wide), "driver"
-        free = ray.available_resources().get("CPU", cpu)
-        n = max(cpu, min(float(int(free)), float(int(node_cpus)), 16.0)) if wide else cpu
-        task = ray.remote(_fit_all).options(num_cpus=n, num_gpus=gpu, max_retries=1)
-        return ray.get(task.remote(factory, config, data_ref, max(1, int(n)), wide)), "ray_task"
-    except Exception as e:
-        raise TuneError(f"refitting the best config {config} on all training rows failed: {e}") from e
-
-
 def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *, resume: bool = False) -> SearchResult:
     """Search ``cfg.tune``'s space by k-fold CV on Ray Tune, refit the best config, score it on the holdout.
 
@@ -368,7 +308,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                                 best.config)
         pool.shutdown(wait=False)
         t_refit = time.perf_counter()
-        estimator, refit_on = _refit(factory, best.config, data, data_ref, ts.resources.cpu, ts.resources.gpu)
+        estimator, refit_on = refit_best(factory, best.config, data, data_ref, ts.resources.cpu, ts.resources.gpu)
         refit_s = time.perf_counter() - t_refit
         artifacts.result()
         fitted = FittedModel(features=prepared.features, estimator=estimator, kind=ts.model.kind,  # type: ignore[arg-type]

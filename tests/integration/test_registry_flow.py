@@ -196,6 +196,25 @@ def test_failure_after_logging_leaves_nothing_half_registered(setup, monkeypatch
     assert [str(v.version) for v in cl.search_model_versions(f"name = '{cfg.model_name}'")] == ["1"]
 
 
+def test_ctrl_c_while_the_model_is_logged_leaves_no_pending_model(setup, monkeypatch) -> None:
+    """MLflow marks a LoggedModel FAILED when saving raises an Exception, but leaves it PENDING on Ctrl-C."""
+    runtime, train, prepared = setup
+    cfg = _cfg()
+    search = _search(runtime, cfg, fit_model(train, LogisticRegression(), prepared.features))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlflow.pyfunc, "save_model", interrupted)  # after MLflow created the LoggedModel
+    with pytest.raises(KeyboardInterrupt):
+        register_model(cfg, runtime, search, prepared)
+    experiment = MlflowClient(runtime.tracking_uri).get_run(search.parent_run_id).info.experiment_id
+    left = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+    assert [(m.model_id, str(m.status)) for m in left if m.source_run_id == search.parent_run_id] == []
+    monkeypatch.undo()
+    assert register_model(cfg, runtime, search, prepared).version == "1"  # the rerun starts clean
+
+
 def test_model_path_that_does_not_exist(runtime: Runtime, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="does not exist"):
         load_fitted_model(tmp_path / "no" / "such" / "model")
