@@ -1,6 +1,6 @@
 """Run every benchmark in benchmarks/, one process each, with the settings BENCHMARKS.md reports.
 
-    .venv/bin/python benchmarks/run_all.py              # the reported settings (about 1.5 h on 2 cores)
+    .venv/bin/python benchmarks/run_all.py              # the reported settings (roughly an hour on 2 cores)
     .venv/bin/python benchmarks/run_all.py --quick      # small sizes: checks that each benchmark runs (~12 min)
     .venv/bin/python benchmarks/run_all.py --only tune serve
 
