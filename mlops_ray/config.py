@@ -326,6 +326,7 @@ class ServeSpec(_Spec):
     batch_wait_timeout_s: float = Field(0.001, ge=0)  # measured best on 2 cores (BENCHMARKS.md, Serve)
     max_rows_per_request: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    body_timeout_s: float = Field(30.0, gt=0)  # a body slower than this (or shorter than its Content-Length): 408
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)

@@ -11,6 +11,8 @@ from mlops_ray.cli._common import add_config_arg, add_runtime_args, load, parse_
 from mlops_ray.runtime import env, resolve_runtime
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops_ray.runtime import Runtime
 
 
@@ -69,6 +71,20 @@ def _print_mlflow(result: Any, rt: Runtime) -> None:
         print(f"  the run: {run_id}")
 
 
+def token_hint(new: str | None, stored: Any, token_env: str, path: Path) -> tuple[list[str], str]:
+    """The summary's token lines and the curl header: the token itself only when this run created it."""
+    if new:  # shown this once: a rerun's log (a CI log) must not carry it again
+        return [f"token:      {new}   (printed once)"], f"-H 'Authorization: Bearer {new}' "
+    if not stored.token:
+        return ["token:      none (serve.auth.enabled: false)"], ""
+    header = f'-H "Authorization: Bearer ${token_env}" '
+    if stored.source == "env":
+        return [f"token:      unchanged, in ${token_env}; `mlops-ray predict` finds it"], header
+    return [f"token:      unchanged, in {path} (mode 0600); `mlops-ray predict` finds it",
+            f"  export {token_env}=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"token\"])' "
+            f"{shlex.quote(str(path))})"], header
+
+
 def _print_endpoint(result: Any, rt: Runtime) -> None:
     """A real request against the live endpoint, and what the user needs to send their own."""
     from mlops_ray.serve import predict
@@ -77,15 +93,17 @@ def _print_endpoint(result: Any, rt: Runtime) -> None:
 
     dep = result.deployment
     ep = endpoint(rt)
-    token = dep.token or read_tokens(rt.serve_dir, token_env=ep.get("token_env", "MLOPS_RAY_TOKEN"),
-                                     admin_token_env=ep.get("admin_token_env", "MLOPS_RAY_ADMIN_TOKEN"),
-                                     env=env).token
+    token_env = ep.get("token_env", "MLOPS_RAY_TOKEN")
+    stored = read_tokens(rt.serve_dir, token_env=token_env,
+                         admin_token_env=ep.get("admin_token_env", "MLOPS_RAY_ADMIN_TOKEN"), env=env)
+    token = dep.token or stored.token
     row = json.loads(result.prepared.holdout_frame.head(1).to_json(orient="records"))
     answer = predict(rt, dep.model, row, url=dep.url, token=token)
     url = f"{dep.url}/v1/models/{dep.model}/predict"
     print(f"\nendpoint:   {url}   (OpenAPI: {dep.url}/docs; KServe v2: {dep.url}/v2/models/{dep.model}/infer)")
-    print(f"token:      {token}")
-    print(f"sample request (one holdout row):\n  curl -s -H 'Authorization: Bearer {token}' "
+    lines, header = token_hint(dep.token, stored, token_env, rt.serve_dir / "tokens.json")
+    print("\n".join(lines))
+    print(f"sample request (one holdout row):\n  curl -s {header}"
           f"-H 'Content-Type: application/json' -d '{json.dumps({'rows': row})}' {url}")
     print(f"answer:\n  {json.dumps(answer)}")
     # The workdir that a bare `mlops-ray shutdown` would use may not be this one (--workdir, the config's).

@@ -74,10 +74,20 @@ def _config(args: argparse.Namespace) -> Any:
         if not re.fullmatch(NAME_PATTERN, args.name):
             raise ConfigError(f"model name {args.name!r}: use letters, digits and _.- (a model's name names its "
                               "log folders and Serve applications)")
+        from mlops_ray.serve.controller import running_endpoint_settings
+
         data: dict[str, Any] = {"name": args.name, "data": {"source": {"bundled": "iris"}}}
         for key, value in overrides.items():
             _set_dotted(data, key, value)
         cfg = parse_config(data)
+        # Without a config, add to the endpoint this workdir already serves (its port, app, token names)
+        # rather than ask for the built-in defaults; --set still wins.
+        running = running_endpoint_settings(resolve_runtime(cfg, workdir=args.workdir, address=args.address))
+        wanted = {k: v for k, v in running.items() if k not in overrides}
+        if wanted:
+            for key, value in wanted.items():
+                _set_dotted(data, key, value)
+            cfg = parse_config(data)
     return cfg, resolve_runtime(cfg, workdir=args.workdir, address=args.address)
 
 

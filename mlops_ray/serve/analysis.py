@@ -8,6 +8,7 @@ A window with fewer than ``min_requests`` canary requests is not judged: it is e
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class WindowStats:
     predictions: deque[Any] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))
     labeled: int = 0
     correct: int = 0
+    started: float = field(default_factory=time.time)  # a label for a request answered before belongs elsewhere
 
     def record(self, latency_ms: float, ok: bool, predictions: Iterable[Any] = ()) -> None:
         self.requests += 1
@@ -143,6 +145,8 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
     parts = [f"{canary.requests} requests", f"error delta {delta:+.1%}"]
     if "p99_ratio" in m:
         parts.append(f"p99 ratio {m['p99_ratio']}")
-    if "prediction_psi" in m:
+    if labels_judge:  # the labels decided: say what they showed, not the stand-in
+        parts.append(f"accuracy {ca:.3f} vs stable {sa:.3f} on {canary.labeled}/{stable.labeled} labels")
+    elif "prediction_psi" in m:
         parts.append(f"PSI {m['prediction_psi']}")
     return Verdict("pass", ", ".join(parts), m)

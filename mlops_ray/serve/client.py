@@ -77,4 +77,6 @@ def format_status(st: dict[str, Any]) -> str:
     if st.get("unrouted_apps"):
         lines.append(f"not routed (left by an interrupted deploy, holding CPUs): {', '.join(st['unrouted_apps'])}; "
                      "deploy that version again, or `mlops-ray shutdown`")
+    if st.get("retiring_apps"):
+        lines.append(f"retiring (rolled back or replaced; Serve is deleting them): {', '.join(st['retiring_apps'])}")
     return "\n".join(lines)

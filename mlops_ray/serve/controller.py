@@ -130,7 +130,7 @@ def _settings(cfg: PipelineConfig, runtime: Runtime, tokens: Any) -> dict[str, A
         "thresholds": {"min_requests": c.min_requests, "max_error_rate_delta": c.max_error_rate_delta,
                        "max_p99_ratio": c.max_p99_ratio, "max_prediction_psi": c.max_prediction_psi,
                        "max_accuracy_drop": c.max_accuracy_drop},
-        "window_s": c.window_s, "max_body_bytes": cfg.serve.max_body_bytes,
+        "window_s": c.window_s, "max_body_bytes": cfg.serve.max_body_bytes, "body_timeout_s": cfg.serve.body_timeout_s,
         "max_rows": cfg.serve.max_rows_per_request, "state_path": str(runtime.serve_dir / STATE_FILE),
         "max_batch_size": cfg.serve.max_batch_size, "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
         "tracking_uri": runtime.tracking_uri, "workdir": str(runtime.workdir),
@@ -214,7 +214,7 @@ def deploy(cfg: PipelineConfig, runtime: Runtime, *, model: str | None = None, v
     url = endpoint_url(cfg)
     (runtime.serve_dir / ENDPOINT_FILE).write_text(json.dumps(
         {"url": url, "app_name": cfg.serve.app_name, "model": name, "token_env": a.token_env,
-         "admin_token_env": a.admin_token_env}))
+         "admin_token_env": a.admin_token_env, "host": cfg.serve.host, "port": cfg.serve.port}))
     return Deployment(model=name, version=str(version), url=url, app_name=cfg.serve.app_name, version_app=vapp,
                       source=label, decision=out["decision"], status=out["status"],
                       token=tokens.token if tokens.created else None,
@@ -243,6 +243,25 @@ def _wait_deleted(app: str, apps: dict[str, Any], timeout_s: float = 120.0) -> b
             raise ServeError(f"application {app!r} is still being deleted after {timeout_s:.0f}s; try again later")
         time.sleep(0.5)
     return True
+
+
+def running_endpoint_settings(runtime: Runtime) -> dict[str, Any]:
+    """The serve.* settings of the endpoint this workdir serves (dotted keys), {} when none is recorded.
+
+    A deploy without a config adds its version to that endpoint instead of asking for the defaults.
+    """
+    from urllib.parse import urlsplit
+
+    path = runtime.serve_dir / ENDPOINT_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    url = urlsplit(str(current.get("url", "")))
+    out = {"serve.app_name": current.get("app_name"), "serve.host": current.get("host", url.hostname),
+           "serve.port": current.get("port", url.port), "serve.auth.token_env": current.get("token_env"),
+           "serve.auth.admin_token_env": current.get("admin_token_env")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _check_same_endpoint(cfg: PipelineConfig, runtime: Runtime, apps: dict[str, Any]) -> None:
@@ -371,8 +390,7 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
     for m in out["models"].values():
         for v, info in m["versions"].items():
             app = apps.get(info["app"])
-            state = getattr(app, "status", "MISSING")
-            info["app_status"] = str(getattr(state, "value", state))  # "RUNNING", not the enum's repr
+            info["app_status"] = _status_name(app)
             reps: dict[str, int] = {}
             if app is not None:
                 for dep in app.deployments.values():
@@ -381,10 +399,18 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
             info["replicas"] = reps
             info["traffic"] = m["traffic"].get(v, 0.0)
     routed = {info["app"] for m in out["models"].values() for info in m["versions"].values()}
+    versions = [a for a in apps if a.startswith(f"{name}--") and a not in routed]
+    # Retired by a rollback or promotion: being deleted, on their way out by themselves.
+    retiring = sorted(a for a in versions if a in out.get("retiring", ()) or _status_name(apps[a]) == "DELETING")
     # Version applications the ingress does not route to (a deploy killed mid-way): they hold CPUs for nothing.
-    unrouted = sorted(a for a in apps if a.startswith(f"{name}--") and a not in routed)
-    out.update(running=True, app_name=name, url=_endpoint(runtime), unrouted_apps=unrouted)
+    unrouted = sorted(a for a in versions if a not in retiring)
+    out.update(running=True, app_name=name, url=_endpoint(runtime), unrouted_apps=unrouted, retiring_apps=retiring)
     return out
+
+
+def _status_name(app: Any) -> str:
+    state = getattr(app, "status", "MISSING")
+    return str(getattr(state, "value", state))  # "RUNNING", not the enum's repr
 
 
 def _endpoint(runtime: Runtime) -> str | None:

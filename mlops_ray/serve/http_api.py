@@ -24,11 +24,15 @@ ROWS_EXAMPLE = {"requestBody": {"content": {"application/json": {"schema": {"typ
 
 
 def request_id(request: Request) -> tuple[str, bool]:
-    """(request id, whether the client or Serve's proxy already put it in the headers)."""
+    """(request id, whether the client or Serve's proxy already put it in the headers).
+
+    Serve's proxy echoes whatever ``X-Request-ID`` arrived (or one it made), so a header present at all is
+    never sent a second time; an empty one gets an id made here, in the body only.
+    """
     rid = request.headers.get("x-request-id")
-    if rid and len(rid) <= 128:
-        return rid, True
-    return uuid.uuid4().hex, False
+    if rid is None:
+        return uuid.uuid4().hex, False
+    return (rid.strip() or uuid.uuid4().hex), True
 
 
 @api.exception_handler(StarletteHTTPException)

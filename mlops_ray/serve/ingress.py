@@ -1,17 +1,15 @@
-"""The ingress deployment (FastAPI through Serve): auth, validation, request ids, traffic split, rollout loop.
+"""The ingress deployment (FastAPI through Serve): auth, validation, request ids, the protocols' routes.
 
-It is one replica by design: it holds the traffic split and the canary's analysis windows, so a
-weight flip is a local assignment that takes effect on the next request. Its state is written to
-``serve_dir/state.json`` after every change and read back if the replica restarts.
+It is one replica by design: it holds the traffic split and the canary's analysis windows (its
+``RolloutHost`` half, rollout_host.py), so a weight flip is a local assignment that takes effect on the
+next request.
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the real types (Request) of the routes.
 
 import asyncio
-import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -19,91 +17,54 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from mlops_ray.serve import protocols
-from mlops_ray.serve.analysis import Thresholds
 from mlops_ray.serve.auth import Tokens, check_bearer
 from mlops_ray.serve.http_api import ROWS_EXAMPLE, api, request_id
-from mlops_ray.serve.metrics import CONTENT_TYPE, ServeMetrics
-from mlops_ray.serve.model_server import DEPLOYMENT_NAME
-from mlops_ray.serve.rollout import Decision, Rollout
+from mlops_ray.serve.metrics import CONTENT_TYPE
+from mlops_ray.serve.rollout_host import RolloutHost
 from mlops_ray.serve.state import ModelEntry, VersionInfo
 from mlops_ray.serve.validation import RequestError, check_labels, decode_body, parse_json
 
 logger = logging.getLogger("ray.serve")
 INGRESS_NAME = "Ingress"
 RETRIES = 3  # a prediction is idempotent: retried on another replica when its replica died
-TICK_S = 0.25
-RETIRE_GRACE_S = 2.0  # let requests already routed to a retired version finish before deleting it
 
 
-def _is_csv(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in ("text/csv", "application/csv")
+MAX_UNKNOWN_IDS = 100  # the feedback answer lists this many unknown ids (and counts them all)
+JSON_TYPES = ("", "application/json", "text/json")  # "": no Content-Type at all (a bare HTTP client)
+CSV_TYPES = ("text/csv", "application/csv")
+
+
+def _content_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+def _header_value(text: str | None) -> str:
+    """HTTP header values are ASCII: a name from the URL (any Unicode) is sent percent-encoded."""
+    from urllib.parse import quote
+
+    text = text or ""
+    return text if text.isascii() and text.isprintable() else quote(text, safe="")
 
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0.1},
                   max_ongoing_requests=512, health_check_period_s=2.0)
 @serve.ingress(api)
-class Ingress:
+class Ingress(RolloutHost):
     async def __init__(self, settings: dict[str, Any], server: Any = None) -> None:
         """``server``: a handle to a model deployment bound into this same application (``serve deploy`` of
         ``mlops_ray.serve.app:build_app``); it becomes the first version, described by ``settings["initial"]``."""
-        self.settings = settings
-        self.app_name = serve.get_replica_context().app_name
+        self._init_rollout(settings, serve.get_replica_context().app_name)
         self.tokens = Tokens(settings.get("token"), settings.get("admin_token"))
-        self.th = Thresholds(**settings["thresholds"])
-        self.window_s = float(settings["window_s"])
         self.max_body = int(settings["max_body_bytes"])
         self.max_rows = int(settings["max_rows"])
-        self.state_path = Path(settings["state_path"]) if settings.get("state_path") else None
-        self.metrics = ServeMetrics()
-        self.models: dict[str, ModelEntry] = {}
-        self.handles: dict[str, Any] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        # MLflow records of traffic changes, one at a time and in order: two quick flips written concurrently
-        # each read the aliases before the other wrote, and the champion stayed on the version not serving.
-        self._records = asyncio.Lock()
+        # A client that announced more bytes than it sends gets a 408, not a connection held open.
+        self.body_timeout_s = float(settings.get("body_timeout_s", 30.0))
         # The hop to the model deployments is batched here (one handle call carries many requests): the
         # per-call cost of a Serve handle, paid per request, is what limits an ingress in front of a model.
         self._forward.set_max_batch_size(int(settings.get("max_batch_size", 32)))
         self._forward.set_batch_wait_timeout_s(float(settings.get("batch_wait_timeout_s", 0.001)))
-        self._restore()
         if server is not None:
             await self._add_own_version(server, settings["initial"])
-
-    async def _add_own_version(self, server: Any, initial: dict[str, Any]) -> None:
-        """Serve the version bound into this application, unless a restored state already routes to it."""
-        model, version = initial["model"], str(initial["version"])
-        self.handles[self.app_name] = server
-        entry = self.models.get(model)
-        if entry is not None and entry.versions.get(version, None) is not None \
-                and entry.versions[version].app_name == self.app_name:
-            return  # this replica restarted: the saved state already has it
-        await self.add_version(model, version, self.app_name, initial["source"], None, initial.get("steps"))
-
-    # ------------------------------------------------------------------ state
-
-    def _restore(self) -> None:
-        if self.state_path is None or not self.state_path.is_file():
-            return
-        data = json.loads(self.state_path.read_text())
-        self.models = {m: ModelEntry.from_dict(d) for m, d in data.get("models", {}).items()}
-
-    def _save(self) -> None:
-        if self.state_path is None:
-            return
-        data = {"models": {m: e.to_dict() for m, e in self.models.items()}, "saved_at": time.time()}
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, default=str))
-        tmp.replace(self.state_path)
-
-    def _handle(self, info: VersionInfo) -> Any:
-        return self._handle_for(info.app_name)
-
-    def _handle_for(self, app_name: str) -> Any:
-        h = self.handles.get(app_name)
-        if h is None:
-            h = self.handles[app_name] = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app_name)
-        return h
 
     def _entry(self, name: str) -> ModelEntry:
         e = self.models.get(name)
@@ -119,107 +80,8 @@ class Ingress:
                                f"{list(entry.versions)}", "version")
         return version
 
-    def _ensure_loop(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._rollout_loop())
-
-    async def _rollout_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            for entry in list(self.models.values()):
-                try:
-                    d = entry.tick(time.time(), self.th, self.window_s)
-                    if d is not None:
-                        await self._after_change(entry, d)
-                except Exception:  # the loop must survive anything one model does
-                    logger.exception("rollout tick failed for %s", entry.name)
-
-    async def _after_change(self, entry: ModelEntry, d: Decision) -> None:
-        """Publish the new weights, persist, retire dropped versions, record the decision outside the ingress."""
-        self.metrics.set_traffic(entry.name, entry.rollout.weights(), list(entry.versions))
-        source = entry.versions[d.version].source if d.version in entry.versions else ""
-        gone = entry.retire()
-        self._save()
-        if d.action == "extend":
-            return
-        logger.info("rollout %s: %s %s (%s)", entry.name, d.action, d.version, d.reason)
-        task = asyncio.get_running_loop().create_task(
-            self._side_effects(entry.name, d, entry.rollout.stable, source, [g.app_name for g in gone]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _side_effects(self, model: str, d: Decision, stable: str | None, source: str, apps: list[str]) -> None:
-        recorded = ("rollback", "promote", "manual_rollback", "manual_promote")
-        if d.action in recorded and self.settings.get("tracking_uri"):
-            try:
-                from mlops_ray.serve.records import record_decision
-
-                async with self._records:
-                    entry = self.models.get(model)  # what serves now, which a later flip may have changed
-                    now = entry.rollout.stable if entry is not None else stable
-                    await asyncio.to_thread(record_decision, self.settings, model, d, now, source)
-                    if entry is not None:
-                        entry.record_error = None  # this record put the alias on what serves
-            except Exception as e:
-                logger.exception("could not record the %s of %s %s in MLflow", d.action, model, d.version)
-                entry = self.models.get(model)
-                if entry is not None:  # shown by `status`: the registry's champion may not be what serves
-                    entry.record_error = f"{d.action} v{d.version}: {type(e).__name__}: {str(e)[:300]}"
-        if apps:
-            await asyncio.sleep(RETIRE_GRACE_S)
-            for app in apps:
-                if app == self.app_name:  # a version bound into this application goes with it, never alone
-                    continue
-                self.handles.pop(app, None)
-                try:
-                    await asyncio.to_thread(serve.delete, app, False)
-                except Exception:
-                    logger.exception("could not delete retired application %s", app)
-
-    # ------------------------------------------------------------------ control calls (via handle)
-
-    async def add_version(self, model: str, version: str, app_name: str, source: str,
-                          canary_pct: float | None, steps: list[float] | None) -> dict[str, Any]:
-        self._ensure_loop()
-        info = VersionInfo(version=str(version), app_name=app_name, source=source)
-        # Bounded: a version app that is gone (deleted after a rollback) would otherwise be awaited forever.
-        info.meta = await asyncio.wait_for(self._handle(info).metadata.remote(), timeout=150)
-        entry = self.models.get(model)
-        if entry is None:
-            entry = self.models[model] = ModelEntry(Rollout(model=model, steps=list(steps or [10.0, 50.0, 100.0])))
-        d = entry.deploy(info, time.time(), canary_pct, steps)
-        await self._after_change(entry, d)
-        return {"decision": d.__dict__, "status": entry.summary()}
-
     async def tokens_digest(self) -> str:
         return self.tokens.digest()
-
-    async def rollback(self, model: str, reason: str = "rolled back by an operator") -> dict[str, Any]:
-        self._ensure_loop()
-        t0 = time.perf_counter()
-        entry = self.models.get(model)
-        if entry is None:
-            raise RequestError(404, f"model {model!r} is not served here; served: {sorted(self.models)}")
-        d = entry.rollout.rollback(time.time(), reason)
-        entry.apply()  # from here on, every request goes by the new weights
-        flip_s = time.perf_counter() - t0
-        await self._after_change(entry, d)
-        return {"decision": d.__dict__, "flip_seconds": flip_s, "status": entry.summary()}
-
-    async def promote(self, model: str, reason: str = "promoted by an operator") -> dict[str, Any]:
-        self._ensure_loop()
-        entry = self.models.get(model)
-        if entry is None:
-            raise RequestError(404, f"model {model!r} is not served here; served: {sorted(self.models)}")
-        d = entry.rollout.promote(time.time(), reason)
-        entry.apply()
-        await self._after_change(entry, d)
-        return {"decision": d.__dict__, "status": entry.summary()}
-
-    async def status(self) -> dict[str, Any]:
-        self._ensure_loop()
-        return {"models": {m: e.summary() for m, e in self.models.items()},
-                "window_s": self.window_s, "thresholds": self.th.__dict__}
 
     # ------------------------------------------------------------------ HTTP helpers
 
@@ -231,7 +93,7 @@ class Ingress:
         body.setdefault("request_id", rid)
         body.setdefault("model_name", model)
         body.setdefault("model_version", version)
-        headers = {"X-Model-Name": model or "", "X-Model-Version": version or ""}
+        headers = {"X-Model-Name": _header_value(model), "X-Model-Version": _header_value(version)}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"  # RFC 6750: how to authenticate
         if not had_header:
@@ -239,11 +101,53 @@ class Ingress:
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def _body(self, request: Request) -> bytes:
+        """The body, read no further than the limit and within ``serve.body_timeout_s`` (chunked: no length)."""
         size = request.headers.get("content-length")
         if size and size.isdigit() and int(size) > self.max_body:
             raise RequestError(413, f"request body is {size} bytes; the limit is {self.max_body} "
                                "(serve.max_body_bytes)")
-        return decode_body(await request.body(), request.headers.get("content-encoding"), self.max_body)
+        chunks: list[bytes] = []
+        n = 0
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                async for chunk in request.stream():
+                    n += len(chunk)
+                    if n > self.max_body:
+                        raise RequestError(413, f"request body is over {self.max_body} bytes "
+                                           "(serve.max_body_bytes): split the batch into smaller requests")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestError(408, f"the request body did not arrive within {self.body_timeout_s:g} s "
+                               f"(serve.body_timeout_s; {n} bytes read, Content-Length {size or 'not sent'})") from None
+        return decode_body(b"".join(chunks), request.headers.get("content-encoding"), self.max_body)
+
+    async def _parse(self, request: Request, proto: str, schema: Any) -> tuple[dict[str, list[Any]], Any, Any]:
+        """(columns, the client's v2 id, the v2 outputs asked for); every failure is a 4xx."""
+        ctype = _content_type(request.headers.get("content-type"))
+        csv_ok = proto == "invocations"
+        if ctype not in JSON_TYPES and not ctype.endswith("+json") and not (csv_ok and ctype in CSV_TYPES):
+            accepted = "application/json" + (" or text/csv" if csv_ok else "")
+            raise RequestError(415, f"Content-Type {ctype!r} is not supported here; send {accepted} (curl -d sends "
+                               "application/x-www-form-urlencoded unless given -H 'Content-Type: application/json')",
+                               "content-type")
+        raw = await self._body(request)
+        try:
+            if ctype in CSV_TYPES:
+                return protocols.parse_invocations_csv(raw, schema, self.max_rows), None, None
+            body = parse_json(raw, self.max_body)
+            if proto == "v1":
+                return protocols.parse_v1(body, schema, self.max_rows), None, None
+            if proto == "v2":
+                cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
+                return cols, client_id, protocols.v2_requested_outputs(body)
+            return protocols.parse_invocations(body, schema, self.max_rows), None, None
+        except RequestError:
+            raise
+        except (RecursionError, ValueError, TypeError, KeyError, IndexError) as e:
+            # Input no check foresaw: still the client's request, never a model failure (it must not count
+            # against a canary, nor tell a retrying proxy to retry).
+            logger.warning("unreadable %s request body: %s: %s", proto, type(e).__name__, e)
+            raise RequestError(400, f"the request body cannot be read: {type(e).__name__}: {str(e)[:200]}") from e
 
     async def _predict(self, request: Request, name: str | None, proto: str, pinned: str | None = None) -> JSONResponse:
         """``pinned``: a version named in the route (OIP v2 ``/versions/{v}``) instead of the traffic split."""
@@ -251,6 +155,7 @@ class Ingress:
         rid, had = request_id(request)
         entry: ModelEntry | None = None
         version: str | None = None
+        calling = False  # only a failure of the model call counts against the version (canary analysis)
         try:
             self._ensure_loop()
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
@@ -261,22 +166,10 @@ class Ingress:
                                        "use /v1/models/{name}/predict or /invocations?model=NAME", "model")
                 name = name or next(iter(self.models))
             entry = self._entry(name)
-            raw = await self._body(request)
             version = entry.router.choose() if pinned is None else self._version(entry, pinned)
-            schema = entry.schemas[version]
-            client_id, wanted = None, None
-            if proto == "invocations" and _is_csv(request.headers.get("content-type")):
-                cols = protocols.parse_invocations_csv(raw, schema, self.max_rows)
-            else:
-                body = parse_json(raw, self.max_body)
-                if proto == "v1":
-                    cols = protocols.parse_v1(body, schema, self.max_rows)
-                elif proto == "v2":
-                    cols, client_id = protocols.parse_v2(body, schema, self.max_rows)
-                    wanted = protocols.v2_requested_outputs(body)
-                else:
-                    cols = protocols.parse_invocations(body, schema, self.max_rows)
+            cols, client_id, wanted = await self._parse(request, proto, entry.schemas[version])
             info = entry.versions[version]  # held: the version may be retired while its answer is on the way
+            calling = True
             out = await self._call(entry, info, cols, rid)
         except RequestError as e:
             # A name this ingress does not serve is counted under one label: clients must not be able to
@@ -286,7 +179,7 @@ class Ingress:
             return self._reply(e.status, e.to_dict(), rid, had, name, version)
         except Exception as e:
             logger.exception("predict failed (request %s)", rid)
-            if entry is not None and version is not None and version in entry.versions:
+            if calling and entry is not None and version is not None and version in entry.versions:
                 entry.window(version).record((time.perf_counter() - t0) * 1e3, ok=False)
             self.metrics.observe(name or "", version or "", proto, 503, time.perf_counter() - t0)
             return self._reply(503, {"error": f"the model could not answer: {type(e).__name__}: {e}"}, rid, had,
@@ -378,6 +271,14 @@ class Ingress:
             if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
                 raise RequestError(422, "expected {'request_ids': [...], 'labels': [...]} of equal length",
                                    "request_ids")
+            if len(ids) > self.max_rows:
+                raise RequestError(413, f"{len(ids)} labels in one request; the limit is {self.max_rows} "
+                                   "(serve.max_rows_per_request)", "request_ids")
+            given: dict[str, Any] = {}
+            for i, lab in zip(ids, labels, strict=True):
+                if given.setdefault(str(i), lab) != lab:
+                    raise RequestError(422, f"request id {str(i)!r} has two different labels in this request "
+                                       f"({given[str(i)]!r} and {lab!r})", "labels")
             metas = [v.meta for v in entry.versions.values() if getattr(v, "meta", None)]
             if metas:  # every served version of a name has the same task; classes may differ: any counts
                 classes = list(dict.fromkeys(c for m in metas for c in (m.get("classes") or []))) or None
@@ -396,8 +297,8 @@ class Ingress:
             return self._reply(e.status, e.to_dict(), rid, had, name, None)
         except Exception as e:  # the monitor refused the labels (e.g. a null label)
             return self._reply(422, {"error": str(e), "field": None, "status": 422}, rid, had, name, None)
-        return self._reply(200, {"received": len(ids), "matched_recent": len(seen), "unknown_ids": unknown},
-                           rid, had, name, None)
+        return self._reply(200, {"received": len(ids), "matched_recent": len(seen), "unknown": len(unknown),
+                                 "unknown_ids": unknown[:MAX_UNKNOWN_IDS]}, rid, had, name, None)
 
     @api.get("/v2/health/live")
     async def live(self) -> dict[str, Any]:

@@ -76,7 +76,10 @@ def parse_invocations_csv(raw: bytes, schema: InputSchema, max_rows: int) -> Col
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise RequestError(400, f"CSV body is not UTF-8 text: {e}") from e
-    lines = [r for r in csv.reader(io.StringIO(text)) if r]
+    try:
+        lines = [r for r in csv.reader(io.StringIO(text)) if r]
+    except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit, a NUL byte
+        raise RequestError(400, f"CSV body cannot be read: {e}") from e
     if not lines:
         raise RequestError(400, "empty CSV body: send a header row of feature names and one line per row")
     header, body = [h.strip() for h in lines[0]], lines[1:]
@@ -116,8 +119,11 @@ def _tensor(t: Any, i: int) -> tuple[str, list[int], str, list[Any]]:
     missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
     if missing:
         raise RequestError(400, f"inputs[{i}] is missing {missing}", f"inputs[{i}].{missing[0]}")
+    if "parameters" in t and not isinstance(t["parameters"], dict):
+        raise RequestError(400, f"inputs[{i}].parameters must be an object", f"inputs[{i}].parameters")
     shape = t["shape"]
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
+    if not isinstance(shape, list) or not shape or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
         raise RequestError(400, f"inputs[{i}].shape must be a list of non-negative ints, got {shape!r}",
                            f"inputs[{i}].shape")
     data = _flatten(t["data"])
@@ -134,22 +140,32 @@ def _check_dtype(name: str, dtype: str, kind: str) -> None:
         raise RequestError(422, f"tensor {name!r} has datatype {dtype}; feature {name!r} needs {want}", name)
 
 
-def _check_integers(name: str, dtype: str, data: list[Any]) -> None:
-    """A tensor that says ``INT*``/``UINT*`` but carries 2.5 was built wrong: say so rather than guess."""
-    if not dtype.startswith(("INT", "UINT")):
+# The values each numeric datatype can hold (OIP v2 names numpy's types); FP64 is checked as finite later.
+V2_RANGES: dict[str, tuple[float, float]] = {
+    **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+    "FP16": (-65504.0, 65504.0), "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
+}
+
+
+def _check_values(name: str, dtype: str, data: list[Any]) -> None:
+    """A tensor whose values its datatype cannot hold (2.5 in INT64, 1000 in INT8, 1e300 in FP32) was built
+    wrong: say so rather than guess. Non-numbers are left to the feature's own check."""
+    lo, hi = V2_RANGES.get(dtype, (None, None))
+    if lo is None:
         return
-    bad = next((v for v in data if not _integral(v)), None)
-    if bad is not None:
-        raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {bad!r}; send integers or "
-                           "declare FP64", name)
-
-
-def _integral(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return False
-    return (isinstance(v, int) or v.is_integer()) and -(2**63) <= v < 2**64  # within some INT/UINT type
+    integer = dtype.startswith(("INT", "UINT"))
+    for v in data:
+        if integer and isinstance(v, bool):
+            raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {v!r}; send integers", name)
+        if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if integer and not (isinstance(v, int) or v.is_integer()):
+            raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {v!r}; send integers or "
+                               "declare FP64", name)
+        if math.isfinite(v) and not lo <= v <= hi:
+            raise RequestError(422, f"tensor {name!r} has datatype {dtype} but holds {v!r}, outside its range "
+                               f"[{lo:g}, {hi:g}]; declare a wider datatype (FP64)", name)
 
 
 def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, str | None]:
@@ -157,6 +173,10 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise RequestError(400, "expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}", "inputs")
     rid = body.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise RequestError(400, f"'id' must be a string, got {type(rid).__name__}", "id")
+    if "parameters" in body and not isinstance(body["parameters"], dict):
+        raise RequestError(400, "'parameters' must be an object", "parameters")
     tensors = [_tensor(t, i) for i, t in enumerate(body["inputs"])]
     names = [t[0] for t in tensors]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -170,18 +190,18 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
                                f"), got {shape}; or send one tensor per feature", name)
         for c in schema.columns:
             _check_dtype(c, dtype, schema.types[c])
-        _check_integers(name, dtype, data)
+        _check_values(name, dtype, data)
         rows = [data[r * k:(r + 1) * k] for r in range(shape[0])]
-        return validate_positional(rows, schema, max_rows), None if rid is None else str(rid)
+        return validate_positional(rows, schema, max_rows), rid
     cols: dict[str, list[Any]] = {}
     for name, shape, dtype, data in tensors:
         if name in schema.types:
             _check_dtype(name, dtype, schema.types[name])
-        _check_integers(name, dtype, data)
+        _check_values(name, dtype, data)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
         cols[name] = data
-    return validate_columnar(cols, schema, max_rows), None if rid is None else str(rid)
+    return validate_columnar(cols, schema, max_rows), rid
 
 
 def _json_safe(x: Any) -> Any:

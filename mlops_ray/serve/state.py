@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,8 @@ class ModelEntry:
         self.rollout = rollout
         self.versions: dict[str, VersionInfo] = versions or {}
         self.stats: dict[str, WindowStats] = {}
-        self.recent: OrderedDict[str, tuple[str, list[Any]]] = OrderedDict()  # id -> (version, row predictions)
+        # id -> (version, row predictions, when answered, rows already labelled)
+        self.recent: OrderedDict[str, tuple[str, list[Any], float, set[int]]] = OrderedDict()
         self.router = WeightedRouter({"-": 1.0})
         self.schemas: dict[str, InputSchema] = {}
         self.record_error: str | None = None  # the last rollout decision MLflow could not record
@@ -60,8 +62,9 @@ class ModelEntry:
             s = self.stats[version] = WindowStats()
         return s
 
-    def remember(self, request_id: str, version: str, predictions: list[Any]) -> None:
-        self.recent[request_id] = (version, list(predictions))
+    def remember(self, request_id: str, version: str, predictions: list[Any], now: float | None = None) -> None:
+        started = self.window(version).started  # the window this answer was counted in exists from here on
+        self.recent[request_id] = (version, list(predictions), max(started, time.time() if now is None else now), set())
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
@@ -74,8 +77,13 @@ class ModelEntry:
         hit = self.recent.get(base)
         if hit is None or row >= len(hit[1]):
             return False
-        version, preds = hit
-        self.window(version).record_feedback(label_str(preds[row]) == label_str(label))
+        version, preds, answered, labeled = hit
+        window = self.window(version)
+        # One label per row, and only in the window that served it: a label for a request answered before
+        # this comparison began (or sent twice) would weigh a side with requests it never judged.
+        if row not in labeled and answered >= window.started:
+            window.record_feedback(label_str(preds[row]) == label_str(label))
+        labeled.add(row)
         return True
 
     def deploy(self, info: VersionInfo, now: float, canary_pct: float | None, steps: list[float] | None) -> Decision:

@@ -90,6 +90,10 @@ def parse_json(raw: bytes, max_bytes: int) -> Any:
         raise RequestError(400, f"request body is not UTF-8 text: {e}") from e
     except json.JSONDecodeError as e:
         raise RequestError(400, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    except RecursionError:
+        raise RequestError(400, "JSON nested too deeply to read") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits (Python's int conversion limit)
+        raise RequestError(400, f"JSON value cannot be read: {e}") from e
 
 
 def _check_count(n: int, max_rows: int) -> None:

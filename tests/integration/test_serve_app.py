@@ -32,7 +32,7 @@ def app(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     root = tmp_path_factory.mktemp("serve_app")
     rt = resolve_runtime(None, workdir=root / "work", tracking_uri=f"sqlite:///{root / 'work' / 'mlflow.db'}")
     rt.ensure_dirs()
-    cfg = make_config(PORT, str(rt.workdir), max_body_bytes=8192, max_rows_per_request=50)
+    cfg = make_config(PORT, str(rt.workdir), max_body_bytes=8192, max_rows_per_request=50, body_timeout_s=3)
     folder = save_fitted_model(make_model(0), root / "model-v1")  # the registry's saver: a local source
     dep = deploy(cfg, rt, model=MODEL, version="1", source=str(folder), num_replicas=2)  # 2: see the fault test
     tokens = read_tokens(rt.serve_dir, token_env="UNSET_T", admin_token_env="UNSET_A", env=lambda _: None)
@@ -222,6 +222,57 @@ def test_bad_requests_are_4xx_naming_the_problem(app: SimpleNamespace, body: Any
     assert text in r.json()["error"] and r.json()["request_id"] == r.headers["x-request-id"]
 
 
+def _version_errors(app: SimpleNamespace) -> int:
+    st = httpx.get(f"{app.url}/admin/status", headers={"Authorization": f"Bearer {app.admin}"}).json()
+    return int(st["models"][MODEL]["window_stats"].get("1", {}).get("errors", 0))
+
+
+def test_hostile_bodies_are_client_errors_never_counted_against_the_model(app: SimpleNamespace) -> None:
+    """Found by sending them: these were 503s recorded against the version (a canary rolled back), or a
+    plain-text 500, or a body buffered whole before the size check, or a connection held open."""
+    import socket
+
+    errors = _version_errors(app)
+    url = f"{app.url}/v1/models/{MODEL}/predict"
+    deep = post(app, f"/v2/models/{MODEL}/infer", raw=b'{"inputs":' + b"[" * 3000 + b"]" * 3000 + b"}")
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"], deep.text
+    digits = post(app, f"/v1/models/{MODEL}/predict", raw=b'{"rows": [{"x0": ' + b"9" * 5000 + b"}]}")
+    assert digits.status_code == 400, digits.text
+    r = httpx.post(app.url + "/invocations", content=b"x0,x1,x2,color\n" + b"1" * 7000 + b",1,1,red\n",
+                   headers={**app.auth, "Content-Type": "text/csv"})
+    assert r.status_code in (400, 422), r.text
+    xml = httpx.post(url, content=b"<rows/>", headers={**app.auth, "Content-Type": "application/xml"})
+    assert xml.status_code == 415 and "application/json" in xml.json()["error"]
+    form = httpx.post(url, content=json.dumps({"rows": rows(1)}).encode(),
+                      headers={**app.auth, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415 and "-H 'Content-Type: application/json'" in form.json()["error"]
+    # A name from the URL that no HTTP header can carry as is: the JSON 404, its header percent-encoded.
+    emoji = httpx.post(f"{app.url}/v1/models/%F0%9F%98%80/predict", json={"rows": rows(1)}, headers=app.auth)
+    assert emoji.status_code == 404 and "is not served here" in emoji.json()["error"]
+    assert emoji.headers["x-model-name"] == "%F0%9F%98%80"
+    # A chunked body (no Content-Length) is cut off at the limit, not read whole first.
+    chunks = (b'{"rows": [' + b" " * 1000 for _ in range(50))
+    big = httpx.post(url, content=chunks, headers={**app.auth, "Content-Type": "application/json"})
+    assert big.status_code == 413 and "over 8192 bytes" in big.json()["error"]
+    # A body shorter than its Content-Length: a 408 once serve.body_timeout_s (3 s here) has passed.
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(f"POST /v1/models/{MODEL}/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"rows\"".encode())
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408") and "serve.body_timeout_s" in answer, answer[:300]
+    assert _version_errors(app) == errors  # none of it was the model's failure
+
+
+def test_request_ids_of_any_length_are_echoed_once(app: SimpleNamespace) -> None:
+    url = f"{app.url}/v1/models/{MODEL}/predict"
+    long_id = "x" * 300
+    r = httpx.post(url, json={"rows": rows(1)}, headers={**app.auth, "X-Request-ID": long_id})
+    assert r.headers.get_list("x-request-id") == [long_id] and r.json()["request_id"] == long_id
+    r = httpx.post(url, json={"rows": rows(1)}, headers={**app.auth, "X-Request-ID": ""})
+    assert len(r.headers.get_list("x-request-id")) == 1 and r.json()["request_id"]
+
+
 def test_bad_requests_leave_the_replicas_healthy(app: SimpleNamespace) -> None:
     for _ in range(3):
         post(app, f"/v1/models/{MODEL}/predict", raw=b"{not json")
@@ -290,6 +341,10 @@ def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
     # A label the model cannot predict would count as a wrong answer and could trigger a retrain: refused.
     bad = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": ["seven"]})
     assert bad.status_code == 422 and "not one of the model's classes" in bad.json()["error"]
+    twice = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid, rid], "labels": [pred, "other"]})
+    assert twice.status_code == 422 and "two different labels" in twice.json()["error"]
+    many = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": ["a"] * 51, "labels": [pred] * 51})
+    assert many.status_code == 413 and "max_rows_per_request" in many.json()["error"]
     huge = post(app, f"/v1/models/{MODEL}/predict", {"rows": [{**rows(1)[0], "x1": 10 ** 400}]})
     assert huge.status_code == 422 and "too large" in huge.json()["error"]  # bad input is never a 5xx
 

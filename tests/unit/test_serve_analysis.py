@@ -117,3 +117,17 @@ def test_feedback_scores_the_version_that_answered() -> None:
     e.remember("r2", "1", ["neg", "pos", "neg"])
     assert e.feedback("r2", "neg") and e.feedback("r2#1", "pos") and e.feedback("r2#2", "neg")
     assert not e.feedback("r2#3", "neg") and e.window("1").accuracy == 1.0  # was scored against the whole list
+
+
+def test_labels_count_once_and_only_in_the_window_that_answered() -> None:
+    """A label for a request answered before the canary began, or sent twice, must not weigh a window."""
+    e = ModelEntry(Rollout("m"))
+    meta = {"schema": {"columns": ["a"], "types": {"a": "double"}}}
+    e.deploy(VersionInfo("1", "app-1", meta=meta), 0.0, None, None)
+    e.window("1").record(5.0, True, ["pos"])
+    e.remember("old", "1", ["pos"])
+    e.deploy(VersionInfo("2", "app-2", meta=meta), 0.0, None, [10, 50, 100])  # fresh windows on both sides
+    e.window("1").record(5.0, True, ["pos"])
+    e.remember("new", "1", ["pos"])
+    assert e.feedback("old", "neg") and e.feedback("new", "pos") and e.feedback("new", "neg")  # all matched
+    assert (e.window("1").labeled, e.window("1").accuracy) == (1, 1.0)  # only "new", once

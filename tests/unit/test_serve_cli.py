@@ -98,3 +98,50 @@ def test_stale_head_record_is_ignored_and_cleaned(tmp_path: Path) -> None:
                                                       "started_at": 0.0, "log": "x"}))
     assert read_head(rt) is None
     assert stop_local_head(rt) is False and not (rt.serve_dir / HEAD_FILE).exists()
+
+
+def test_deploy_without_a_config_adds_to_the_endpoint_already_served(tmp_path: Path) -> None:
+    """`deploy NAME --version 2` after `run` on port 8123 must not ask for the default port 8000."""
+    from mlops_ray.cli.serve import _config
+
+    rt = resolve_runtime(None, workdir=tmp_path)
+    rt.serve_dir.mkdir(parents=True)
+    (rt.serve_dir / "endpoint.json").write_text(json.dumps({
+        "url": "http://127.0.0.1:8123", "app_name": "shop", "model": "churn", "token_env": "SHOP_TOKEN",
+        "admin_token_env": "SHOP_ADMIN", "host": "0.0.0.0", "port": 8123}))
+    args = build_parser().parse_args(["deploy", "churn", "--version", "2", "--workdir", str(tmp_path)])
+    cfg, _ = _config(args)
+    s = cfg.serve
+    assert (s.host, s.port, s.app_name, s.auth.token_env, s.auth.admin_token_env) == (
+        "0.0.0.0", 8123, "shop", "SHOP_TOKEN", "SHOP_ADMIN")
+    args = build_parser().parse_args(["deploy", "churn", "--version", "2", "--workdir", str(tmp_path),
+                                      "--set", "serve.port=9001"])
+    assert _config(args)[0].serve.port == 9001  # an explicit --set still wins
+    # An endpoint file from before host/port were recorded: the URL gives them.
+    (rt.serve_dir / "endpoint.json").write_text(json.dumps({"url": "http://127.0.0.1:8124", "app_name": "x"}))
+    args = build_parser().parse_args(["deploy", "churn", "--version", "2", "--workdir", str(tmp_path)])
+    assert (_config(args)[0].serve.port, _config(args)[0].serve.app_name) == (8124, "x")
+    (rt.serve_dir / "endpoint.json").unlink()  # nothing served here: the built-in defaults
+    assert _config(args)[0].serve.port == 8000
+
+
+def test_run_summary_prints_a_token_only_the_run_that_created_it(tmp_path: Path) -> None:
+    from mlops_ray.cli.run import token_hint
+    from mlops_ray.serve.auth import Tokens
+
+    path = tmp_path / "serve dir" / "tokens.json"
+    lines, header = token_hint("s3cret", Tokens("s3cret", "adm", source="file"), "MLOPS_RAY_TOKEN", path)
+    assert "s3cret" in lines[0] and "printed once" in lines[0] and "s3cret" in header
+    lines, header = token_hint(None, Tokens("s3cret", "adm", source="file"), "MLOPS_RAY_TOKEN", path)
+    assert not any("s3cret" in x for x in lines) and "s3cret" not in header
+    assert header == '-H "Authorization: Bearer $MLOPS_RAY_TOKEN" '
+    # The export line works as printed: it reads the token from the file.
+    path.parent.mkdir()
+    path.write_text(json.dumps({"token": "s3cret", "admin_token": "adm"}))
+    out = subprocess.run(["bash", "-c", lines[1].strip() + "; echo $MLOPS_RAY_TOKEN"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "s3cret"
+    lines, _ = token_hint(None, Tokens("s3cret", "adm", source="env"), "SHOP_TOKEN", path)
+    assert lines == ["token:      unchanged, in $SHOP_TOKEN; `mlops-ray predict` finds it"]
+    assert token_hint(None, Tokens(None, None, source="file"), "T", path) == (
+        ["token:      none (serve.auth.enabled: false)"], "")

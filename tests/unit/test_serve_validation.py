@@ -165,10 +165,41 @@ def test_v2_integer_tensors_take_whole_numbers() -> None:
     ([{"name": "a", "shape": [2], "datatype": "INT64", "data": [1, 2.5]}], 422, "INT64 but holds 2.5"),
     ([{"name": "a", "shape": [1], "datatype": "UINT8", "data": [True]}], 422, "UINT8 but holds True"),
     ([{"name": "a", "shape": [1], "datatype": "INT64", "data": [1e300]}], 422, "INT64 but holds 1e+300"),
+    ([{"name": "a", "shape": [1], "datatype": "INT8", "data": [1000]}], 422, "INT8 but holds 1000, outside"),
+    ([{"name": "a", "shape": [1], "datatype": "UINT8", "data": [-1]}], 422, "UINT8 but holds -1, outside"),
+    ([{"name": "a", "shape": [1], "datatype": "FP16", "data": [1e6]}], 422, "FP16 but holds 1000000.0, outside"),
+    ([{"name": "a", "shape": [1], "datatype": "FP32", "data": [1e300]}], 422, "FP32 but holds 1e+300, outside"),
+    ([{"name": "a", "shape": [True], "datatype": "FP64", "data": [1]}], 400, "shape must be a list"),
+    ([{"name": "a", "shape": [1], "datatype": "FP64", "data": [1], "parameters": "x"}], 400,
+     "inputs[0].parameters must be an object"),
 ])
 def test_v2_errors(inputs: list, status: int, text: str) -> None:
     e = err(protocols.parse_v2, {"inputs": inputs}, SCHEMA, 10)
     assert e.status == status and text in e.message
+
+
+def test_v2_request_fields_have_the_protocols_types() -> None:
+    tensor = {"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}
+    num = InputSchema(columns=("a", "b", "c"), types={"a": "double", "b": "double", "c": "double"}, nullable={})
+    assert protocols.parse_v2({"id": "r1", "parameters": {}, "inputs": [tensor]}, num, 10)[1] == "r1"
+    e = err(protocols.parse_v2, {"id": {"a": 1}, "inputs": [tensor]}, num, 10)
+    assert (e.status, e.field) == (400, "id") and "'id' must be a string, got dict" in e.message
+    e = err(protocols.parse_v2, {"parameters": "x", "inputs": [tensor]}, num, 10)
+    assert (e.status, e.field) == (400, "parameters")
+    # In range: the extremes each type holds.
+    for dtype, v in [("INT8", -128), ("UINT8", 255), ("FP16", 65504.0), ("INT64", 2**63 - 1)]:
+        protocols.parse_v2({"inputs": [{**tensor, "datatype": dtype, "data": [v, 0, 0]}]}, num, 10)
+
+
+def test_bodies_no_check_foresaw_are_client_errors() -> None:
+    """Deep nesting, a 5,000-digit integer, a CSV field over the csv module's limit: 400s, never a 5xx."""
+    deep = b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    e = err(parse_json, deep, 10**6)
+    assert e.status == 400 and "nested too deeply" in e.message
+    e = err(parse_json, b'{"rows": [{"a": ' + b"9" * 5000 + b"}]}", 10**6)
+    assert e.status == 400 and "cannot be read" in e.message
+    e = err(protocols.parse_invocations_csv, b"a,b,c\n" + b"1" * 200_000 + b",2,x\n", SCHEMA, 10)
+    assert e.status == 400 and "CSV body cannot be read" in e.message
 
 
 def test_responses_carry_model_version_and_request_id() -> None:
