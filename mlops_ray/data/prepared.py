@@ -35,6 +35,7 @@ class DataReport:
     columns_ignored: list[str] = field(default_factory=list)  # input columns not in the schema (dropped)
     quantiles_exact: bool = True  # False: quantiles came from merged block summaries (see docs/data.md)
     seconds_by_pass: dict[str, float] = field(default_factory=dict)
+    classes_without_training_rows: list[str] = field(default_factory=list)  # only in the holdout: never predicted
 
     def reconciles(self) -> bool:
         return self.rows_read == self.rows_clean + self.rows_rejected
@@ -94,6 +95,10 @@ def format_report(report: DataReport) -> str:
     handled = sum(report.outliers_handled.values())
     lines.append(f"  missing filled {filled:>12,}  in {len(report.missing_filled)} column(s)")
     lines.append(f"  outliers       {handled:>12,}  handled in {len(report.outliers_handled)} column(s)")
+    if report.classes_without_training_rows:
+        lost = report.classes_without_training_rows
+        lines.append(f"  WARNING: {len(lost)} class(es) have no training row (only holdout rows), so no model can "
+                     f"predict them: {', '.join(lost[:10])}{' ...' if len(lost) > 10 else ''}")
     if report.columns_ignored:
         names = [c if c.strip() else '"" (no name: a saved index?)' for c in report.columns_ignored]
         lines.append(f"  ignored columns (not in the schema): {', '.join(names)}")

@@ -9,6 +9,7 @@ what each pass computes), merges the per-block partials on the driver, writes th
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import shutil
 import time
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
     from mlops_ray.config import PipelineConfig
     from mlops_ray.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 MAX_CLASSES = 50  # an integer target with at most this many distinct values is a classification target
 SMALL_INPUT_BYTES = 32 * 2**20
@@ -300,7 +303,11 @@ def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> Prepar
         rows_train=wrote.train_rows, rows_holdout=wrote.holdout_rows, fingerprint=fingerprint,
         rejects_path=str(rejects_path), output_dir=str(out_dir), source=source.description, task=task,
         columns_ignored=ignored, quantiles_exact=all(st.summary.exact for st in scan.numeric.values()),
+        classes_without_training_rows=_untrained_classes(classes, prof.target),
     )
+    if report.classes_without_training_rows:
+        logger.warning("class(es) %s of %r have no training row (all in the holdout): no model can predict them",
+                       report.classes_without_training_rows, schema.target)
     if not report.reconciles():  # pragma: no cover - a bug, never an input problem
         raise DataError(f"row counts do not reconcile: {report.rows_read} read != {report.rows_clean} clean + "
                         f"{report.rows_rejected} rejected")
@@ -315,6 +322,14 @@ def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> Prepar
     report.seconds = round(time.perf_counter() - t_start, 3)
     (out_dir / "report.json").write_text(json.dumps(report_dict(report), indent=1, default=str))
     return prepared
+
+
+def _untrained_classes(classes: list[Any] | None, train_counts: Any) -> list[str]:
+    """Labels seen only in the holdout rows: the model never learns them (rare classes, a small data set)."""
+    if not classes or train_counts is None:
+        return []
+    seen = getattr(train_counts, "counts", {})
+    return [str(c) for c in classes if not seen.get(c)]
 
 
 def _fingerprint_context(schema: Schema, cfg: PipelineConfig) -> str:

@@ -85,9 +85,7 @@ def log_fitted_model(fitted: FittedModel, *, input_example: pd.DataFrame | None 
             fitted_dir = save_fitted_model(fitted, tmpdir / ARTIFACT_KEY)
         code_file = tmpdir / "mlops_ray_model.py"
         code_file.write_text(MODEL_CODE)
-        example = None
-        if input_example is not None:
-            example = input_example[fitted.features.input_columns].head(5).reset_index(drop=True)
+        example = None if input_example is None else example_frame(input_example, fitted.features)
         kwargs: dict[str, Any] = {}
         if bundle_code:
             kwargs["code_paths"] = [str(_copy_package(tmpdir / "code"))]
@@ -101,6 +99,26 @@ def log_fitted_model(fitted: FittedModel, *, input_example: pd.DataFrame | None 
             metadata={"mlops_ray_kind": fitted.kind, "mlops_ray_task": fitted.task},
             **kwargs,
         )
+
+
+def example_frame(frame: pd.DataFrame, features: Any) -> pd.DataFrame | None:
+    """A few input rows typed as the signature declares them (the data stage's sample rows are cleaned
+    values: an int column arrives as float64, which MLflow refuses for a ``long`` input).
+
+    None when a value cannot take its declared type (an imputed 2.5 in an int column): no example then.
+    """
+    out = frame[features.input_columns].head(5).reset_index(drop=True).copy()
+    for name, kind in features.signature_types().items():
+        col = out[name]
+        if kind not in ("long", "boolean") or col.dtype == ("int64" if kind == "long" else "bool"):
+            continue
+        values = pd.to_numeric(col, errors="coerce")
+        if values.isna().any() or not (values == values.round()).all():
+            return None
+        if kind == "boolean" and not values.isin([0, 1]).all():
+            return None
+        out[name] = values.astype("int64") if kind == "long" else values.astype(bool)
+    return out
 
 
 def _find_fitted_dir(root: Path) -> Path | None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from mlops_ray.exceptions import TuneError
 from mlops_ray.tune.estimators import EstimatorFactory
+from mlops_ray.tune.fitted import expand_proba
 from mlops_ray.tune.metrics import score_all
 
 # (fold, epoch, metrics on the fold's validation rows after that epoch)
@@ -84,18 +85,6 @@ def predict_for_scoring(est: Any, X: np.ndarray, task: str) -> tuple[np.ndarray,
         classes = np.asarray(getattr(est, "classes_", np.arange(proba.shape[1])))
         return classes[proba.argmax(axis=1)], proba
     return np.asarray(est.predict(X)), None
-
-
-def expand_proba(proba: np.ndarray | None, est: Any, n_classes: int) -> np.ndarray | None:
-    """Probabilities over all K classes, even when a fold's training rows missed a class."""
-    if proba is None:
-        return None
-    classes = np.asarray(getattr(est, "classes_", np.arange(proba.shape[1]))).astype(int)
-    if proba.shape[1] == n_classes and np.array_equal(classes, np.arange(n_classes)):
-        return proba
-    full = np.zeros((proba.shape[0], n_classes))
-    full[:, classes] = proba
-    return full
 
 
 def fit_and_score(factory: EstimatorFactory, config: dict[str, Any], X: np.ndarray, y: np.ndarray,

@@ -45,6 +45,8 @@ class FittedModel:
                     return idx, None
                 return np.asarray(self.classes)[idx], None
             proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+            if self.classes is not None:  # a class with no training row has no column of its own: add it
+                proba = expand_proba(proba, self.estimator, len(self.classes))
             idx = proba.argmax(axis=1)
             labels = np.asarray(self.classes if self.classes is not None else np.arange(proba.shape[1]))
             return labels[idx], proba
@@ -55,3 +57,15 @@ class FittedModel:
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray | None:
         return self.predict_matrix(self.features.transform(df))[1]
+
+
+def expand_proba(proba: np.ndarray | None, est: Any, n_classes: int) -> np.ndarray | None:
+    """Probabilities over all K classes, even when a fold's training rows missed a class."""
+    if proba is None:
+        return None
+    classes = np.asarray(getattr(est, "classes_", np.arange(proba.shape[1]))).astype(int)
+    if proba.shape[1] == n_classes and np.array_equal(classes, np.arange(n_classes)):
+        return proba
+    full = np.zeros((proba.shape[0], n_classes))
+    full[:, classes] = proba
+    return full

@@ -19,9 +19,9 @@ import numpy as np
 from mlops_ray.exceptions import SearchInterrupted, TuneError
 from mlops_ray.runtime import Runtime, connect_ray, ensure_experiment, env
 from mlops_ray.tune.checks import asha_max_t, check_before_trials
-from mlops_ray.tune.cv import expand_proba, predict_for_scoring
+from mlops_ray.tune.cv import predict_for_scoring
 from mlops_ray.tune.estimators import EstimatorFactory, make_factory
-from mlops_ray.tune.fitted import FittedModel
+from mlops_ray.tune.fitted import FittedModel, expand_proba
 from mlops_ray.tune.interrupt import DISABLE_TUNE_SIGINT, interrupt_guard
 from mlops_ray.tune.metrics import MetricSpec, resolve_metric, score_all
 from mlops_ray.tune.refit import refit_best

@@ -201,3 +201,22 @@ def test_torch_mlp_round_trip_without_pickle(tmp_path: Path, task: str) -> None:
     np.testing.assert_allclose(loaded.predict_matrix(X)[0] if task == "regression" else loaded.predict_proba(df),
                                fitted.predict_matrix(X)[0] if task == "regression" else fitted.predict_proba(df),
                                rtol=1e-5)
+
+
+def test_input_example_takes_the_signatures_types() -> None:
+    """The data stage's sample rows are cleaned values (an int column as float64): MLflow refused the example
+    against the ``long``/``boolean`` signature, and register failed for any int or bool feature."""
+    import pandas as pd
+
+    from mlops_ray.data.features import FeaturePipeline, NumericFeature
+    from mlops_ray.registry.packaging import example_frame
+
+    features = FeaturePipeline(numeric=[NumericFeature("n", fill=1.0, raw_type="int"),
+                                        NumericFeature("b", fill=0.0, raw_type="bool"),
+                                        NumericFeature("f", fill=0.0)], categorical=[], target="y",
+                               task="classification", classes=[0, 1])
+    frame = pd.DataFrame({"n": [1.0, 3.0], "b": [0.0, 1.0], "f": [0.5, 1.5], "y": [0, 1]})
+    out = example_frame(frame, features)
+    assert list(out.columns) == ["n", "b", "f"]
+    assert [str(t) for t in out.dtypes] == ["int64", "bool", "float64"] and out["n"].tolist() == [1, 3]
+    assert example_frame(frame.assign(n=[1.5, 2.0]), features) is None  # an imputed 1.5: no example at all

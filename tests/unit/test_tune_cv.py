@@ -7,7 +7,8 @@ import pytest
 from sklearn.model_selection import cross_val_score
 
 from mlops_ray.exceptions import TuneError
-from mlops_ray.tune.cv import cross_validate, expand_proba, fold_indices, iter_cv
+from mlops_ray.tune.cv import cross_validate, fold_indices, iter_cv
+from mlops_ray.tune.fitted import expand_proba
 from mlops_ray.tune.estimators import make_factory
 from tests.tune_helpers import make_prepared
 
@@ -74,3 +75,23 @@ def test_estimator_error_propagates_from_cv() -> None:
     p = make_prepared(n=60, n_folds=2)
     with pytest.raises(ValueError, match="C"):
         cross_validate(_factory(), {"C": -1.0}, p.X_train, p.y_train, p.folds, "classification", 2)
+
+
+def test_a_model_missing_classes_predicts_the_labels_it_learned() -> None:
+    """Classes 1 and 3 of 4 have no training row: predict_proba has 2 columns, for class indices 0 and 2.
+    Read as columns 0 and 1 of the label list, every prediction was a wrong label (accuracy 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_ray.data.features import FeaturePipeline, NumericFeature
+    from mlops_ray.tune.fitted import FittedModel
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 1))
+    y = np.where(X[:, 0] > 0, 2, 0)  # indices 0 and 2 only
+    features = FeaturePipeline(numeric=[NumericFeature("x", fill=None, transform="none")], categorical=[],
+                               target="y", task="classification", classes=["a", "b", "c", "d"])
+    model = FittedModel(features, LogisticRegression().fit(X, y))
+    frame = __import__("pandas").DataFrame({"x": [-2.0, 2.0]})
+    assert list(model.predict(frame)) == ["a", "c"]
+    proba = model.predict_proba(frame)
+    assert proba.shape == (2, 4) and proba[:, [1, 3]].sum() == 0
