@@ -160,6 +160,11 @@ class FeaturePipeline:
     @staticmethod
     def _arrow_codes(arr: pa.Array | pa.ChunkedArray, c: CategoricalFeature) -> np.ndarray:
         """Category codes with Arrow kernels (the fast path for Arrow columns), same rules as ``_codes``."""
+        if not pa.types.is_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        # As the data stage read the training rows: surrounding whitespace dropped, "" a missing value.
+        arr = pc.utf8_trim_whitespace(arr)
+        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
         if arr.null_count:
             if c.fill is None:
                 raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")
@@ -228,6 +233,8 @@ class FeaturePipeline:
     @staticmethod
     def _categorical(col: pd.Series, c: CategoricalFeature, n: int) -> np.ndarray:
         values = col.astype("object").where(col.notna(), None)
+        # As the data stage read the training rows: surrounding whitespace dropped, "" a missing value.
+        values = values.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
         if values.isna().any():
             if c.fill is None:
                 raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")

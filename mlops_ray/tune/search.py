@@ -70,8 +70,15 @@ def _tune_env(max_pending: int) -> Iterator[None]:
 
 
 def experiment_name(cfg: PipelineConfig, prepared: PreparedData) -> str:
-    """One Tune experiment folder per (pipeline, tune settings + seed, data): what --resume looks for."""
-    return f"{cfg.name}-{cfg.config_hash('tune', 'seed')[:10]}-{prepared.fingerprint[:10]}"
+    """One Tune experiment folder per (pipeline, tune settings + seed, data and how it was prepared): what
+    --resume looks for. The fingerprint covers the rows; the folds and features come from data.split and
+    data.features, so a change there is another search (its finished trials scored other folds)."""
+    import hashlib
+    import json
+
+    data = cfg.data.model_dump(mode="json", exclude={"source"})
+    key = json.dumps([cfg.config_hash("tune", "seed"), data], sort_keys=True)
+    return f"{cfg.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}-{prepared.fingerprint[:10]}"
 
 
 def num_samples(cfg: PipelineConfig) -> int:

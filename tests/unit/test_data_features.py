@@ -90,3 +90,15 @@ def test_rare_categories_map_to_other_and_ordinal() -> None:
 def test_missing_column_is_a_clear_error() -> None:
     with pytest.raises(DataError, match=r"missing feature column\(s\) \['c'\]"):
         _fit().transform(pd.DataFrame({"x": [1.0]}))
+
+
+def test_serving_reads_categories_as_the_data_stage_did() -> None:
+    """The data stage trims text and reads "" as missing; a served ' red ' scored as an unseen value."""
+    from mlops_ray.data.features import CategoricalFeature
+
+    fp = FeaturePipeline(numeric=[], categorical=[CategoricalFeature("c", fill="blue", categories=["red", "blue"])],
+                         target="y", task="classification", classes=[0, 1])
+    frame = pd.DataFrame({"c": [" red ", "", "red", None, "blue\t"]})
+    want = [[1, 0], [0, 1], [1, 0], [0, 1], [0, 1]]
+    assert fp.transform(frame).tolist() == want
+    assert fp.transform(pa.Table.from_pandas(frame)).tolist() == want

@@ -8,8 +8,8 @@ from sklearn.model_selection import cross_val_score
 
 from mlops_ray.exceptions import TuneError
 from mlops_ray.tune.cv import cross_validate, fold_indices, iter_cv
-from mlops_ray.tune.fitted import expand_proba
 from mlops_ray.tune.estimators import make_factory
+from mlops_ray.tune.fitted import expand_proba
 from tests.tune_helpers import make_prepared
 
 

@@ -26,6 +26,14 @@ def test_experiment_name_follows_tune_settings_seed_and_data() -> None:
     assert experiment_name(a, p) != experiment_name(b, p)
     assert experiment_name(a, p) != experiment_name(a, make_prepared(n=60, n_folds=2, seed=1))
     assert experiment_name(a, p).startswith("tunetest-")
+    # Other folds or features over the same rows: another search, never resumed from this one's trials.
+    folds3 = parse_config({**tune_config(search="random", num_samples=2),
+                           "data": {"source": {"bundled": "iris"}, "split": {"folds": 3}}})
+    raw = parse_config({**tune_config(search="random", num_samples=2),
+                        "data": {"source": {"bundled": "iris"}, "features": {"numeric": "none"}}})
+    moved = parse_config({**tune_config(search="random", num_samples=2), "data": {"source": {"path": "/x/*.csv"}}})
+    assert len({experiment_name(c, p) for c in (a, folds3, raw)}) == 3
+    assert experiment_name(moved, p) == experiment_name(a, p)  # the same rows read from elsewhere
 
 
 def test_search_settings_record_what_the_search_did() -> None:
