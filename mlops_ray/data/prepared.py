@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_ray.data.features import FeaturePipeline
+from mlops_ray.data.schema import is_saved_index
 
 
 @dataclass
@@ -100,7 +101,7 @@ def format_report(report: DataReport) -> str:
         lines.append(f"  WARNING: {len(lost)} class(es) have no training row (only holdout rows), so no model can "
                      f"predict them: {', '.join(lost[:10])}{' ...' if len(lost) > 10 else ''}")
     if report.columns_ignored:
-        names = [c if c.strip() else '"" (no name: a saved index?)' for c in report.columns_ignored]
+        names = [f"{c!r} (a saved pandas index?)" if is_saved_index(c) else c for c in report.columns_ignored]
         lines.append(f"  ignored columns (not in the schema): {', '.join(names)}")
     lines.append(f"  fingerprint    {report.fingerprint}")
     passes = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds_by_pass.items())

@@ -107,6 +107,14 @@ def mostly_numeric(arr: pa.Array | pa.ChunkedArray) -> bool:
     return present > 0 and numbers >= NUMERIC_SHARE * present
 
 
+def is_saved_index(name: str) -> bool:
+    """A pandas index saved with the data: "" (or "Unnamed: 0") in a CSV, ``__index_level_0__`` in Parquet.
+
+    It is the row order the file was written in (often sorted by the label): never a feature.
+    """
+    return not name.strip() or name.startswith("__index_level_") or name.startswith("Unnamed: ")
+
+
 def infer_schema(arrow_schema: pa.Schema, target: str, source: str) -> Schema:
     """Every column of ``arrow_schema`` as a permissive column; the target must be there.
 
@@ -118,7 +126,7 @@ def infer_schema(arrow_schema: pa.Schema, target: str, source: str) -> Schema:
     # A column with no name (a saved pandas index) or no value in the whole first block (Arrow's null type)
     # is left out and listed among the ignored columns: neither can be a feature.
     cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema
-                 if f.name.strip() and (f.name == target or not pa.types.is_null(f.type)))
+                 if not is_saved_index(f.name) and (f.name == target or not pa.types.is_null(f.type)))
     return Schema(columns=cols, target=target, inferred=True)
 
 

@@ -167,6 +167,16 @@ def decide_task(spec_task: str, schema: Schema, labels: Any) -> str:
     return "regression"
 
 
+def check_task_fits_target(task: str, schema: Schema, labels: Any) -> None:
+    """A regression on text labels fails deep in pass 2 with "could not convert string to float": say why here."""
+    kind = schema.target_column.type
+    if task == "regression" and kind in ("str", "category", "bool"):
+        sample = sorted(map(str, labels.counts))[:5]
+        raise DataError(f"data.task is regression but target {schema.target!r} is {kind} (values like {sample}); "
+                        "regression needs numbers: set data.task: classification (or auto), or pick a numeric "
+                        "target")
+
+
 def _prepare_output(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
@@ -260,6 +270,7 @@ def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> Prepar
         raise DataError(f"no valid training rows in {source.description}: {scan.rows} read, rejected by reason "
                         f"{scan.rejected}{where}. Fix the input or the schema.")
     task = decide_task(spec.task, schema, scan.labels)
+    check_task_fits_target(task, schema, scan.labels)
     classification = task == "classification"
     classes = sorted(scan.labels.counts) if classification else None
     if classification and classes is not None and len(classes) < 2:

@@ -198,7 +198,14 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     text.to_csv(tmp_path / "q.csv", index=True)  # with pandas' unnamed index column
     p = infer(tmp_path / "q.csv")
     assert p.features.feature_names_out == ["amount"] and p.report.rejected_by_reason == {"wrong_type:amount": 1}
-    assert p.report.columns_ignored == [""] and "no name: a saved index?" in format_report(p.report)
+    assert p.report.columns_ignored == [""] and "(a saved pandas index?)" in format_report(p.report)
+    # The same in Parquet: pandas stores a non-default index as __index_level_0__ (the row order of a file
+    # sorted by the label would leak it): ignored and listed, never a feature.
+    decimals.sample(frac=1.0, random_state=0).to_parquet(tmp_path / "shuffled.parquet")
+    p = infer(tmp_path / "shuffled.parquet")
+    assert p.features.feature_names_out == ["amount"] and p.report.columns_ignored == ["__index_level_0__"]
+    with pytest.raises(DataError, match=r"data.task is regression but target 'y' is (str|category) .*\['a', 'b'\]"):
+        infer(tmp_path / "shuffled.parquet", task="regression")  # was "UserCodeException ... corrupt input"
     # Input that cannot be read right: said before any work, naming the file and the column.
     (tmp_path / "dup.csv").write_text("x,x,y\n1,2,a\n3,4,b\n")
     with pytest.raises(DataError, match=r"dup\.csv has the column name\(s\) \['x'\] more than once"):
