@@ -24,6 +24,10 @@ RAW_LINE = "_raw_line"
 FILE = "_file"
 MalformedLines = Literal["reject", "error"]
 
+# Only an empty field is a missing value in a CSV: Arrow's default list ("NA", "null", "n/a", "nan", ...) would
+# turn a category "NA" into a missing value and hide a stray "n/a" in a number column (a wrong_type reject).
+CSV_NULL_VALUES = [""]
+
 
 def _with_line_columns(table: pa.Table, raw: pa.Array, file: pa.Array) -> pa.Table:
     return table.append_column(RAW_LINE, raw).append_column(FILE, file)
@@ -51,7 +55,8 @@ def read_csv_file(path: str, columns: list[str], malformed: MalformedLines) -> I
     text = {name: pa.string() for name in columns}
     try:
         reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-                                convert_options=pacsv.ConvertOptions(column_types=text, strings_can_be_null=True))
+                                convert_options=pacsv.ConvertOptions(column_types=text, strings_can_be_null=True,
+                                                                     null_values=CSV_NULL_VALUES))
         names = reader.schema.names
         while True:
             try:

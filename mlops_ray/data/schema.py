@@ -93,6 +93,12 @@ def infer_column(name: str, dtype: pa.DataType, *, is_target: bool = False) -> C
         kind = "float"
     elif pa.types.is_dictionary(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         kind = "category"
+    elif pa.types.is_null(dtype):
+        raise SchemaError(f"column {name!r} has no value in the input (a CSV file with a header but no rows?); "
+                          "add rows, or pick another data.target")
+    elif pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        raise SchemaError(f"column {name!r} is not UTF-8 text (Arrow read it as {dtype}); re-save the file as "
+                          "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
     else:
         raise SchemaError(f"column {name!r} has type {dtype}, which the data stage cannot use; "
                           "declare it in data.schema.columns or drop it from the input")

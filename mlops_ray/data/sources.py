@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 import pyarrow as pa
 
+from mlops_ray.data.csv_reader import CSV_NULL_VALUES
 from mlops_ray.data.schema import mostly_numeric
 from mlops_ray.exceptions import DataError, SchemaError
 
@@ -195,7 +196,8 @@ def read_file_schema(path: str, fmt: Format) -> pa.Schema:
 
     try:
         # Lines of the wrong field count are the data stage's rejects (csv_reader.py), not a header problem.
-        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=_skip))
+        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=_skip),
+                                convert_options=pacsv.ConvertOptions(null_values=CSV_NULL_VALUES))
         schema = reader.schema
         try:
             first = reader.read_next_batch()
@@ -209,7 +211,8 @@ def read_file_schema(path: str, fmt: Format) -> pa.Schema:
         # be silent nonsense. Mostly numbers: a float column, whose odd values are rejects (wrong_type).
         schema = pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_string(f.type)
                             and mostly_numeric(first.column(i)) else f for i, f in enumerate(schema)])
-    return schema
+    # A CSV is text: a date column is a category, as its text (Arrow would make it a date32 no model takes).
+    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_temporal(f.type) else f for f in schema])
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:

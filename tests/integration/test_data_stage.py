@@ -206,6 +206,22 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     assert p.features.feature_names_out == ["amount"] and p.report.columns_ignored == ["__index_level_0__"]
     with pytest.raises(DataError, match=r"data.task is regression but target 'y' is (str|category) .*\['a', 'b'\]"):
         infer(tmp_path / "shuffled.parquet", task="regression")  # was "UserCodeException ... corrupt input"
+    # A CSV is text: only an empty field is missing ("NA" is a category, a stray "n/a" in a number column is
+    # a wrong_type reject, as in Parquet), and a date column is a category of its text.
+    odd = pd.DataFrame({"amount": [float(i) for i in range(60)], "cat": ["NA", "null", "x"] * 20,
+                        "day": [f"2024-01-{1 + i % 28:02d}" for i in range(60)], "y": ["a", "b"] * 30})
+    odd = odd.astype({"amount": object})
+    odd.loc[5, "amount"] = "n/a"
+    odd.loc[6, "amount"] = ""
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    p = infer(tmp_path / "odd.csv")
+    assert p.report.rejected_by_reason == {"wrong_type:amount": 1}
+    assert p.report.missing_filled == {"amount": 1}
+    assert sorted(c.name for c in p.features.categorical) == ["cat", "day"]
+    assert {"cat=NA", "cat=null"} <= set(p.features.feature_names_out)
+    (tmp_path / "header_only.csv").write_text("amount,y\n")
+    with pytest.raises(SchemaError, match="no value in the input .*header but no rows"):
+        infer(tmp_path / "header_only.csv")
     # Input that cannot be read right: said before any work, naming the file and the column.
     (tmp_path / "dup.csv").write_text("x,x,y\n1,2,a\n3,4,b\n")
     with pytest.raises(DataError, match=r"dup\.csv has the column name\(s\) \['x'\] more than once"):
