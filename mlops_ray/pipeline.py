@@ -89,11 +89,15 @@ def run_pipeline(
     if "register" in todo:
         from mlops_ray.registry.gate import check_gate_spec
 
-        check_gate_spec(cfg.registry.gate.thresholds)
+        check_gate_spec(cfg.registry.gate.thresholds, cfg.data.task)
     registry.check_reachable(runtime)  # so does a tracking server that is down (MLflow would retry for minutes)
     registry.check_local_store(runtime)  # or a damaged local store
     runtime.ensure_dirs()
     connect_for_steps(runtime, todo)
+    if "tune" in todo:  # a trial bigger than the cluster: said before the data stage rewrites its outputs
+        from mlops_ray.tune.search import check_resources
+
+        check_resources(cfg, runtime)
     configure_mlflow(runtime)
 
     def timed(step: str, fn: Callable[[], Any]) -> Any:

@@ -37,12 +37,17 @@ def metric_mode(name: str) -> str:
     return METRICS[name][0]
 
 
-def check_gate_spec(thresholds: dict[str, float]) -> None:
-    """``registry.gate.thresholds`` names known metrics: checked before any work (a typo surfaced after the search)."""
+def check_gate_spec(thresholds: dict[str, float], task: str = "auto") -> None:
+    """``registry.gate.thresholds`` names known metrics of the task (when ``data.task`` says which): checked
+    before any work (a typo, or r2 on a classifier, surfaced only after the search)."""
     unknown = [m for m in thresholds if m not in METRICS]
     if unknown:
         raise RegistryError(f"registry.gate.thresholds: unknown metric(s) {unknown}; the gate knows "
                             f"{', '.join(METRICS)}")
+    other = [m for m in thresholds if task != "auto" and METRICS[m][1] != task]
+    if other:
+        raise RegistryError(f"registry.gate.thresholds: {other} are not {task} metrics (data.task is {task}); "
+                            f"use {', '.join(task_metrics(task, True))}")
 
 
 def task_metrics(task: str, has_proba: bool) -> list[str]:

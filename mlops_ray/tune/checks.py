@@ -24,11 +24,15 @@ def check_config(cfg: PipelineConfig) -> None:
     domains = parse_space(ts.search_space)
     check_for_searcher(domains, ts.search)
     task = cfg.data.task
-    make_factory(ts.model.kind, ts.model.estimator, task, ts.model.params, [d.name for d in domains], cfg.seed)
+    factory = make_factory(ts.model.kind, ts.model.estimator, task, ts.model.params, [d.name for d in domains],
+                           cfg.seed)
+    metric = None
     if task != "auto":
-        resolve_metric(ts.metric, task)
+        metric = resolve_metric(ts.metric, task)
     elif ts.metric not in ("auto", *METRIC_NAMES):
         raise TuneError(f"tune.metric {ts.metric!r} is not supported; use one of auto, {', '.join(METRIC_NAMES)}")
+    # The folds are the config's: what check_before_trials would say after the data stage, said now.
+    check_before_trials(cfg, metric, factory, domains, cfg.data.split.folds)
 
 
 def asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict[str, Any]) -> int:
@@ -44,12 +48,15 @@ def asha_max_t(kind: str, n_folds: int, domains: list[ParamDomain], fixed: dict[
     return max_t
 
 
-def check_before_trials(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory,
+def check_before_trials(cfg: PipelineConfig, metric: MetricSpec | None, factory: EstimatorFactory,
                          domains: list[ParamDomain], n_folds: int) -> None:
-    """What would otherwise fail every trial (or Tune's own assertion) after the search started."""
+    """What would otherwise fail every trial (or Tune's own assertion) after the search started.
+
+    ``metric`` None: the task (so the metric) is not known yet; its check waits for the search.
+    """
     ts = cfg.tune
     searched = {d.name for d in domains}
-    if metric.needs_proba and factory.kind == "sklearn" and "probability" not in searched and \
+    if metric is not None and metric.needs_proba and factory.kind == "sklearn" and "probability" not in searched and \
             not hasattr(factory.build({}), "predict_proba"):
         raise TuneError(f"tune.metric {metric.name!r} needs class probabilities, which {ts.model.estimator} does not "
                         "give with these params (e.g. SVC needs probability: true); pick accuracy or f1_macro")

@@ -118,6 +118,12 @@ def _check_resources(cpu: float, gpu: float, can_grow: bool) -> None:
     raise TuneError(f"{msg}; lower tune.resources or connect to a bigger cluster (--address)")
 
 
+def check_resources(cfg: PipelineConfig, runtime: Runtime) -> None:
+    """``tune.resources`` fits the connected Ray (a local Ray started here never grows; a cluster we connected
+    to may have an autoscaler: then only a warning)."""
+    _check_resources(cfg.tune.resources.cpu, cfg.tune.resources.gpu, can_grow=bool(runtime.ray_address))
+
+
 def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
                     n_folds: int) -> dict[str, Any]:
     ts = cfg.tune
@@ -235,8 +241,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     n_folds = prepared.n_folds
     check_before_trials(cfg, metric, factory, domains, n_folds)
     connect_ray(runtime)
-    # A local Ray started here never grows; a cluster we connected to may have an autoscaler.
-    _check_resources(ts.resources.cpu, ts.resources.gpu, can_grow=bool(runtime.ray_address))
+    check_resources(cfg, runtime)
 
     name = experiment_name(cfg, prepared)
     runtime.tune_dir.mkdir(parents=True, exist_ok=True)
@@ -360,4 +365,4 @@ def evaluate_holdout(fitted: FittedModel, prepared: PreparedData) -> dict[str, f
     return score_all(prepared.task, np.asarray(prepared.y_holdout), pred, proba, n_classes)
 
 
-__all__ = ["evaluate_holdout", "experiment_name", "run_search", "search_settings"]
+__all__ = ["check_resources", "evaluate_holdout", "experiment_name", "run_search", "search_settings"]

@@ -176,6 +176,12 @@ def test_trial_larger_than_the_cluster(ray_session: str, runtime: Runtime, caplo
     # A local Ray never grows: refused before any trial starts, naming the setting.
     with pytest.raises(TuneError, match=r"tune.resources asks .* lower tune.resources"):
         run_search(cfg, runtime, make_prepared(n=60, n_folds=3))
+    # The pipeline says so before its data stage rewrites the outputs of the last run.
+    from mlops_ray.pipeline import run_pipeline
+
+    with pytest.raises(TuneError, match=r"tune.resources asks"):
+        run_pipeline(cfg, runtime, steps=["data", "tune"], log=lambda _: None)
+    assert not (runtime.data_dir / cfg.name).exists()
     # A cluster we connected to may autoscale: a warning, and Tune waits for the node.
     with caplog.at_level(logging.WARNING, logger="mlops_ray.tune.search"):
         _check_resources(cpus + 1, 0, can_grow=True)

@@ -87,3 +87,27 @@ def test_settings_that_would_fail_every_trial_are_refused_before_the_search() ->
     check("sklearn.linear_model.LogisticRegression", "roc_auc")
     with pytest.raises(TuneError, match=r"grace_period 5 is more than the 3 results .* at most 3"):
         check("sklearn.linear_model.LogisticRegression", "accuracy", scheduler="asha", asha={"grace_period": 5})
+
+
+def test_checks_that_need_no_data_run_before_the_data_stage() -> None:
+    """These failed only after the data stage had rewritten its outputs (or after the whole search)."""
+    import pytest
+
+    from mlops_ray.exceptions import RegistryError, TuneError
+    from mlops_ray.registry.gate import check_gate_spec
+    from mlops_ray.tune.checks import check_config
+
+    def cfg(task: str = "classification", folds: int = 3, **tune: object):
+        d = tune_config(**{"search": "random", "num_samples": 2, "search_space": {"C": {"choice": [1.0, 2.0]}},
+                           "model": {"kind": "sklearn", "estimator": "sklearn.svm.SVC"}, **tune})
+        d["data"].update(task=task, split={"folds": folds})
+        return parse_config(d)
+
+    with pytest.raises(TuneError, match="grace_period 4 is more than the 3 results"):
+        check_config(cfg(scheduler="asha", asha={"grace_period": 4}))
+    with pytest.raises(TuneError, match="roc_auc' needs class probabilities"):
+        check_config(cfg(metric="roc_auc"))
+    check_config(cfg(task="auto", metric="roc_auc"))  # the task (so the metric) is known only after the data
+    with pytest.raises(RegistryError, match=r"\['r2'\] are not classification metrics"):
+        check_gate_spec({"r2": 0.9}, "classification")
+    check_gate_spec({"r2": 0.9}, "auto")
