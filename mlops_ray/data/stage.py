@@ -175,6 +175,12 @@ def check_task_fits_target(task: str, schema: Schema, labels: Any) -> None:
         raise DataError(f"data.task is regression but target {schema.target!r} is {kind} (values like {sample}); "
                         "regression needs numbers: set data.task: classification (or auto), or pick a numeric "
                         "target")
+    if task == "classification" and kind == "float":
+        fractional = [v for v in labels.counts if isinstance(v, float) and not float(v).is_integer()]
+        if fractional:  # 0.37 as a class label: a continuous target, one "class" per value
+            raise DataError(f"data.task is classification but target {schema.target!r} holds fractional numbers "
+                            f"({len(labels.counts)} distinct values, e.g. {sorted(fractional)[:3]}): set data.task: "
+                            "regression (or auto)")
 
 
 def _prepare_output(out_dir: Path) -> None:

@@ -206,6 +206,9 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     assert p.features.feature_names_out == ["amount"] and p.report.columns_ignored == ["__index_level_0__"]
     with pytest.raises(DataError, match=r"data.task is regression but target 'y' is (str|category) .*\['a', 'b'\]"):
         infer(tmp_path / "shuffled.parquet", task="regression")  # was "UserCodeException ... corrupt input"
+    decimals.assign(y=decimals["amount"] / 7).to_parquet(tmp_path / "continuous.parquet")
+    with pytest.raises(DataError, match=r"classification but target 'y' holds fractional numbers .*regression"):
+        infer(tmp_path / "continuous.parquet", task="classification")  # was 60 one-row "classes"
     # A CSV is text: only an empty field is missing ("NA" is a category, a stray "n/a" in a number column is
     # a wrong_type reject, as in Parquet), and a date column is a category of its text.
     odd = pd.DataFrame({"amount": [float(i) for i in range(60)], "cat": ["NA", "null", "x"] * 20,
@@ -220,7 +223,7 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     assert sorted(c.name for c in p.features.categorical) == ["cat", "day"]
     assert {"cat=NA", "cat=null"} <= set(p.features.feature_names_out)
     (tmp_path / "header_only.csv").write_text("amount,y\n")
-    with pytest.raises(SchemaError, match="no value in the input .*header but no rows"):
+    with pytest.raises(SchemaError, match=r"no value in the input .*header but no rows"):
         infer(tmp_path / "header_only.csv")
     # Input that cannot be read right: said before any work, naming the file and the column.
     (tmp_path / "dup.csv").write_text("x,x,y\n1,2,a\n3,4,b\n")
