@@ -273,6 +273,8 @@ def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> Prepar
             _collect(_map(_read(source, malformed), _write_rejects, schema=schema, seed=seed, fraction=frac,
                           out_dir=str(out_dir)), "writing the rejected rows")
             where = f"; every rejected row, with its reason, is in {_merge_rejects(out_dir, source.all_columns())}"
+            for name in OUTPUTS:  # rejects.parquet alone: no empty train/holdout folders that look like a result
+                shutil.rmtree(out_dir / name, ignore_errors=True)
         raise DataError(f"no valid training rows in {source.description}: {scan.rows} read, rejected by reason "
                         f"{scan.rejected}{where}. Fix the input or the schema.")
     task = decide_task(spec.task, schema, scan.labels)

@@ -175,6 +175,7 @@ def test_csv_lines_of_the_wrong_field_count_are_quarantined(ray_session: str, ru
     rejects = pd.read_parquet(out_dir / "rejects.parquet")  # what the user needs most when nothing was valid
     assert len(rejects) == 40 and set(rejects["_reject_reason"]) == {"malformed_line"}
     assert not (out_dir / "features.json").exists()  # not left beside rejects of another run
+    assert sorted(p.name for p in out_dir.iterdir()) == ["rejects.parquet"]  # no empty train/holdout folders
 
 
 def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runtime: Runtime, tmp_path: Path) -> None:
