@@ -73,6 +73,9 @@ class ColumnSpec(_Spec):
             raise ValueError(f"column {self.name!r}: min ({self.min}) is greater than max ({self.max})")
         if self.allowed is not None and self.type not in ("str", "category", "int", "bool"):
             raise ValueError(f"column {self.name!r}: 'allowed' needs type str, category, int or bool")
+        if (self.min is not None or self.max is not None) and self.type not in ("float", "int"):
+            raise ValueError(f"column {self.name!r}: 'min'/'max' need type float or int (a {self.type} column has "
+                             "no order; use 'allowed')")
         return self
 
 
@@ -149,6 +152,14 @@ class DataSpec(_Spec):
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_target(self) -> DataSpec:
+        for c in self.schema_.columns:
+            if c.name == self.target and (not c.required or ("nullable" in c.model_fields_set and c.nullable)):
+                raise ValueError(f"column {c.name!r} is data.target: every row needs it (a row without a label is "
+                                 "rejected as missing_value), so it cannot be nullable: true or required: false")
+        return self
 
 
 # --------------------------------------------------------------------------------------------- tune

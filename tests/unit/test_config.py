@@ -107,3 +107,16 @@ def test_model_name_is_a_safe_folder_name() -> None:
     with pytest.raises(ConfigError, match=r"registry\.model_name: String should match pattern"):
         parse_config({**base, "registry": {"model_name": "../elsewhere"}})
     assert parse_config({**base, "registry": {"model_name": "churn-v2.1"}}).model_name == "churn-v2.1"
+
+
+def test_schema_settings_that_would_be_ignored_are_refused() -> None:
+    def cfg(*columns: dict):
+        return {"name": "t", "data": {"source": {"path": "x.csv"}, "target": "y", "schema": {"columns": list(columns)}}}
+
+    with pytest.raises(ConfigError, match="'min'/'max' need type float or int"):
+        parse_config(cfg({"name": "c", "type": "category", "min": 1}))
+    with pytest.raises(ConfigError, match="is data.target: every row needs it"):
+        parse_config(cfg({"name": "y", "type": "int", "nullable": True}))
+    with pytest.raises(ConfigError, match="is data.target"):
+        parse_config(cfg({"name": "y", "type": "int", "required": False}))
+    parse_config(cfg({"name": "y", "type": "int"}, {"name": "x", "type": "int", "min": 0, "nullable": True}))
