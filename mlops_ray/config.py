@@ -45,11 +45,14 @@ class SourceSpec(_Spec):
     bundled: Literal["breast_cancer", "iris", "wine", "digits", "diabetes"] | None = None
     path: str | None = None
     format: Literal["auto", "csv", "parquet"] = "auto"
+    delimiter: str = Field(",", min_length=1, max_length=1)  # of CSV fields: ";" for many European exports, "\t"
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
         if (self.bundled is None) == (self.path is None):
             raise ValueError(f"set exactly one of 'bundled' (one of {', '.join(BUNDLED_DATASETS)}) or 'path'")
+        if self.delimiter in ('"', "\n", "\r"):
+            raise ValueError(f"delimiter {self.delimiter!r} cannot separate CSV fields")
         return self
 
 

@@ -40,7 +40,7 @@ def malformed_rows(names: list[str], lines: list[str], path: str) -> pa.Table:
     return _with_line_columns(table, pa.array(lines, pa.string()), pa.array([path] * n, pa.string()))
 
 
-def read_csv_file(path: str, columns: list[str], malformed: MalformedLines) -> Iterator[pa.Table]:
+def read_csv_file(path: str, columns: list[str], malformed: MalformedLines, delimiter: str = ",") -> Iterator[pa.Table]:
     """Stream one CSV file as tables of text columns; malformed lines as rows of their own (or an error)."""
     import pyarrow.csv as pacsv
 
@@ -54,7 +54,8 @@ def read_csv_file(path: str, columns: list[str], malformed: MalformedLines) -> I
 
     text = {name: pa.string() for name in columns}
     try:
-        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid)
+        reader = pacsv.open_csv(path, parse_options=parse,
                                 convert_options=pacsv.ConvertOptions(column_types=text, strings_can_be_null=True,
                                                                      null_values=CSV_NULL_VALUES))
         names = reader.schema.names
@@ -78,18 +79,19 @@ def read_csv_file(path: str, columns: list[str], malformed: MalformedLines) -> I
         raise DataError(f"CSV file {path} cannot be read: {e}{hint}") from e
 
 
-def _read_files(batch: pa.Table, columns: list[str], malformed: MalformedLines) -> Iterator[pa.Table]:
+def _read_files(batch: pa.Table, columns: list[str], malformed: MalformedLines, delimiter: str) -> Iterator[pa.Table]:
     for path in batch.column("path").to_pylist():
-        yield from read_csv_file(path, columns, malformed)
+        yield from read_csv_file(path, columns, malformed, delimiter)
 
 
-def read_csv_dataset(files: list[str], columns: list[str], malformed: MalformedLines) -> ray.data.Dataset:
+def read_csv_dataset(files: list[str], columns: list[str], malformed: MalformedLines,
+                     delimiter: str = ",") -> ray.data.Dataset:
     """A Dataset of the files' rows as text, one read task per file (fused with the map that follows)."""
     import ray.data
 
     paths = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return paths.map_batches(_read_files, batch_format="pyarrow", batch_size=1,
-                             fn_kwargs={"columns": columns, "malformed": malformed})
+                             fn_kwargs={"columns": columns, "malformed": malformed, "delimiter": delimiter})
 
 
 __all__ = ["FILE", "RAW_LINE", "MalformedLines", "malformed_rows", "read_csv_dataset", "read_csv_file"]

@@ -127,8 +127,11 @@ def infer_schema(arrow_schema: pa.Schema, target: str, source: str) -> Schema:
     Columns without a name or without any value are left out (listed among the ignored columns).
     """
     if target not in arrow_schema.names:
-        raise SchemaError(f"target column {target!r} not found in {source}; it has {arrow_schema.names}. "
-                          "Set data.target to one of them.")
+        hint = "Set data.target to one of them."
+        seps = [d for d in (";", "\t", "|") if any(d in n for n in arrow_schema.names)]
+        if seps and len(arrow_schema.names) <= 2:  # one column whose name holds the real header
+            hint = f"The file looks {seps[0]!r}-separated: set data.source.delimiter: {seps[0]!r}."
+        raise SchemaError(f"target column {target!r} not found in {source}; it has {arrow_schema.names}. {hint}")
     # A column with no name (a saved pandas index) or no value in the whole first block (Arrow's null type)
     # is left out and listed among the ignored columns: neither can be a feature.
     cols = tuple(infer_column(f.name, f.type, is_target=f.name == target) for f in arrow_schema

@@ -34,6 +34,7 @@ class Source:
     files: list[str] = field(default_factory=list)
     schemas: dict[str, pa.Schema] = field(default_factory=dict)  # file (or bundled name) -> schema
     frame: pd.DataFrame | None = None
+    delimiter: str = ","  # CSV only
 
     @property
     def unified_schema(self) -> pa.Schema:
@@ -181,7 +182,7 @@ def _skip(row: object) -> str:
     return "skip"
 
 
-def read_file_schema(path: str, fmt: Format) -> pa.Schema:
+def read_file_schema(path: str, fmt: Format, delimiter: str = ",") -> pa.Schema:
     """The file's columns and types from its footer (Parquet) or first block (CSV)."""
     if os.path.getsize(path) == 0:
         raise DataError(f"file {path} is empty (0 bytes, not even a header); remove it or regenerate it")
@@ -196,7 +197,7 @@ def read_file_schema(path: str, fmt: Format) -> pa.Schema:
 
     try:
         # Lines of the wrong field count are the data stage's rejects (csv_reader.py), not a header problem.
-        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=_skip),
+        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_skip),
                                 convert_options=pacsv.ConvertOptions(null_values=CSV_NULL_VALUES))
         schema = reader.schema
         try:
@@ -221,7 +222,8 @@ def _check_names(path: str, schema: pa.Schema) -> None:
         raise DataError(f"{path} has the column name(s) {dup} more than once; rename them in the file")
 
 
-def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "csv", "parquet"]) -> Source:
+def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "csv", "parquet"],
+                   delimiter: str = ",") -> Source:
     """Find and inspect the input: nothing is read beyond headers and footers."""
     if bundled is not None:
         frame = load_bundled(bundled)
@@ -230,7 +232,7 @@ def resolve_source(bundled: str | None, path: str | None, fmt: Literal["auto", "
     if path is None:
         raise DataError("data.source needs 'bundled' or 'path'")
     files, resolved = resolve_files(path, fmt)
-    schemas = {f: read_file_schema(f, resolved) for f in files}
+    schemas = {f: read_file_schema(f, resolved, delimiter) for f in files}
     for f, schema in schemas.items():
         _check_names(f, schema)
-    return Source(path, resolved, files=files, schemas=schemas)
+    return Source(path, resolved, files=files, schemas=schemas, delimiter=delimiter)

@@ -82,7 +82,7 @@ def _read(source: Source, malformed: MalformedLines) -> ray.data.Dataset:
     # Every column is read as text and parsed in validation: a malformed value then rejects one row
     # instead of failing the file's type inference, and a line of the wrong field count is a reject too.
     # One task per file, as Ray Data's read_csv (which never splits a CSV file) does.
-    return read_csv_dataset(source.files, source.all_columns(), malformed)
+    return read_csv_dataset(source.files, source.all_columns(), malformed, source.delimiter)
 
 
 def _pack(obj: Any) -> pa.Table:
@@ -247,7 +247,8 @@ def _prepare(cfg: PipelineConfig, runtime: Runtime, materialize: bool) -> Prepar
     spec = cfg.data
     timings: dict[str, float] = {}
     src = spec.source
-    source = resolve_source(src.bundled, cfg.resolve_path(src.path) if src.path else None, src.format)
+    source = resolve_source(src.bundled, cfg.resolve_path(src.path) if src.path else None, src.format,
+                            src.delimiter)
     schema = schema_from_spec(spec, source.unified_schema, source.description)
     if schema.inferred:
         check_consistent_kinds(source)

@@ -223,6 +223,14 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     assert p.report.missing_filled == {"amount": 1}
     assert sorted(c.name for c in p.features.categorical) == ["cat", "day"]
     assert {"cat=NA", "cat=null"} <= set(p.features.feature_names_out)
+    # A ';'-separated export (Excel in most of Europe): the hint names the setting, and the setting reads it.
+    decimals.to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    with pytest.raises(SchemaError, match=r"looks ';'-separated: set data.source.delimiter: ';'"):
+        infer(tmp_path / "semi.csv")
+    p = prepare(parse_config({"name": "inf", "seed": 3, "data": {
+        "source": {"path": str(tmp_path / "semi.csv"), "delimiter": ";"}, "target": "y", "split": {"folds": 3}}}),
+        runtime)
+    assert p.features.feature_names_out == ["amount"] and p.report.rows_rejected == 0
     (tmp_path / "header_only.csv").write_text("amount,y\n")
     with pytest.raises(SchemaError, match=r"no value in the input .*header but no rows"):
         infer(tmp_path / "header_only.csv")
