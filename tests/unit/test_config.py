@@ -115,8 +115,8 @@ def test_schema_settings_that_would_be_ignored_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="'min'/'max' need type float or int"):
         parse_config(cfg({"name": "c", "type": "category", "min": 1}))
-    with pytest.raises(ConfigError, match="is data.target: every row needs it"):
+    with pytest.raises(ConfigError, match=r"is data\.target: every row needs it"):
         parse_config(cfg({"name": "y", "type": "int", "nullable": True}))
-    with pytest.raises(ConfigError, match="is data.target"):
+    with pytest.raises(ConfigError, match=r"is data\.target"):
         parse_config(cfg({"name": "y", "type": "int", "required": False}))
     parse_config(cfg({"name": "y", "type": "int"}, {"name": "x", "type": "int", "min": 0, "nullable": True}))
