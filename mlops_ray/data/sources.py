@@ -11,7 +11,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -190,9 +190,14 @@ def read_file_schema(path: str, fmt: Format, delimiter: str = ",") -> pa.Schema:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_schema(path)
+            meta = pq.read_metadata(path)
+            schema = meta.schema.to_arrow_schema()
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"Parquet file {path} is corrupt or not Parquet ({e}); remove or rewrite it") from e
+        # A column with no value in the whole file reads as Arrow's null type, as an empty CSV column does:
+        # the two formats then infer the same schema (the column is ignored and listed, not a feature).
+        empty = _all_null_columns(meta)
+        return pa.schema([pa.field(f.name, pa.null()) if f.name in empty else f for f in schema])
     import pyarrow.csv as pacsv
 
     try:
@@ -214,6 +219,28 @@ def read_file_schema(path: str, fmt: Format, delimiter: str = ",") -> pa.Schema:
                             and mostly_numeric(first.column(i)) else f for i, f in enumerate(schema)])
     # A CSV is text: a date column is a category, as its text (Arrow would make it a date32 no model takes).
     return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_temporal(f.type) else f for f in schema])
+
+
+def _all_null_columns(meta: Any) -> set[str]:
+    """Top-level columns whose footer statistics say every row is null (unknown without statistics: kept)."""
+    if meta.num_rows == 0 or meta.num_row_groups == 0:
+        return set()
+    out = set()
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        if "." in name:  # a nested field: not a tabular feature anyway
+            continue
+        nulls = []
+        for i in range(meta.num_row_groups):
+            col = meta.row_group(i).column(j)
+            stats = col.statistics
+            if stats is None or not stats.has_null_count:
+                break
+            nulls.append(stats.null_count == meta.row_group(i).num_rows)
+        else:
+            if all(nulls):
+                out.add(name)
+    return out
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:

@@ -223,6 +223,13 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     assert p.report.missing_filled == {"amount": 1}
     assert sorted(c.name for c in p.features.categorical) == ["cat", "day"]
     assert {"cat=NA", "cat=null"} <= set(p.features.feature_names_out)
+    # A column with no value at all: ignored and listed in Parquet as in CSV (a typed all-null Parquet column
+    # was an error, the same column in a CSV ignored).
+    decimals.assign(empty=np.nan).to_parquet(tmp_path / "empty_col.parquet")
+    decimals.assign(empty=np.nan).to_csv(tmp_path / "empty_col.csv", index=False)
+    pq_run, csv_run = infer(tmp_path / "empty_col.parquet"), infer(tmp_path / "empty_col.csv")
+    assert pq_run.report.columns_ignored == csv_run.report.columns_ignored == ["empty"]
+    assert pq_run.report.fingerprint == csv_run.report.fingerprint
     # A ';'-separated export (Excel in most of Europe): the hint names the setting, and the setting reads it.
     decimals.to_csv(tmp_path / "semi.csv", sep=";", index=False)
     with pytest.raises(SchemaError, match=r"looks ';'-separated: set data.source.delimiter: ';'"):
