@@ -161,7 +161,8 @@ class DataSpec(_Spec):
         for c in self.schema_.columns:
             if c.name == self.target and (not c.required or ("nullable" in c.model_fields_set and c.nullable)):
                 raise ValueError(f"column {c.name!r} is data.target: every row needs it (a row without a label is "
-                                 "rejected as missing_value), so it cannot be nullable: true or required: false")
+                                 f"rejected as missing_target:{c.name}), so it cannot be nullable: true or "
+                                 "required: false")
         return self
 
 

@@ -401,7 +401,8 @@ def status(runtime: Runtime, *, app_name: str | None = None) -> dict[str, Any]:
     routed = {info["app"] for m in out["models"].values() for info in m["versions"].values()}
     versions = [a for a in apps if a.startswith(f"{name}--") and a not in routed]
     # Retired by a rollback or promotion: being deleted, on their way out by themselves.
-    retiring = sorted(a for a in versions if a in out.get("retiring", ()) or _status_name(apps[a]) == "DELETING")
+    dropped = set(out.pop("retiring", ()))  # the ingress's own list, merged into retiring_apps
+    retiring = sorted(a for a in versions if a in dropped or _status_name(apps[a]) == "DELETING")
     # Version applications the ingress does not route to (a deploy killed mid-way): they hold CPUs for nothing.
     unrouted = sorted(a for a in versions if a not in retiring)
     out.update(running=True, app_name=name, url=_endpoint(runtime), unrouted_apps=unrouted, retiring_apps=retiring)

@@ -38,6 +38,17 @@ def _content_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
+def _check_content_type(request: Request, *, csv_ok: bool) -> str:
+    """The body's media type, when this route reads it (JSON; CSV too on /invocations); else a 415."""
+    ctype = _content_type(request.headers.get("content-type"))
+    if ctype in JSON_TYPES or ctype.endswith("+json") or (csv_ok and ctype in CSV_TYPES):
+        return ctype
+    accepted = "application/json" + (" or text/csv" if csv_ok else "")
+    raise RequestError(415, f"Content-Type {ctype!r} is not supported here; send {accepted} (curl -d sends "
+                       "application/x-www-form-urlencoded unless given -H 'Content-Type: application/json')",
+                       "content-type")
+
+
 def _header_value(text: str | None) -> str:
     """HTTP header values are ASCII: a name from the URL (any Unicode) is sent percent-encoded."""
     from urllib.parse import quote
@@ -123,13 +134,7 @@ class Ingress(RolloutHost):
 
     async def _parse(self, request: Request, proto: str, schema: Any) -> tuple[dict[str, list[Any]], Any, Any]:
         """(columns, the client's v2 id, the v2 outputs asked for); every failure is a 4xx."""
-        ctype = _content_type(request.headers.get("content-type"))
-        csv_ok = proto == "invocations"
-        if ctype not in JSON_TYPES and not ctype.endswith("+json") and not (csv_ok and ctype in CSV_TYPES):
-            accepted = "application/json" + (" or text/csv" if csv_ok else "")
-            raise RequestError(415, f"Content-Type {ctype!r} is not supported here; send {accepted} (curl -d sends "
-                               "application/x-www-form-urlencoded unless given -H 'Content-Type: application/json')",
-                               "content-type")
+        ctype = _check_content_type(request, csv_ok=proto == "invocations")
         raw = await self._body(request)
         try:
             if ctype in CSV_TYPES:
@@ -264,6 +269,7 @@ class Ingress(RolloutHost):
         try:
             check_bearer(request.headers.get("authorization"), self.tokens, admin=False)
             entry = self._entry(name)
+            _check_content_type(request, csv_ok=False)
             body = parse_json(await self._body(request), self.max_body)
             if not isinstance(body, dict):
                 raise RequestError(400, "expected an object {'request_ids': [...], 'labels': [...]}")

@@ -87,13 +87,15 @@ def parse_invocations_csv(raw: bytes, schema: InputSchema, max_rows: int) -> Col
     for i, line in enumerate(body):
         if len(line) != len(header):
             raise RequestError(422, f"CSV line {i + 2} has {len(line)} fields; the header has {len(header)}")
-        rows.append([_csv_value(v, schema.types.get(h)) for h, v in zip(header, line, strict=True)])
+        rows.append([_csv_value(v, schema.types.get(h), schema.raw.get(h)) for h, v in zip(header, line, strict=True)])
     return validate_positional(rows, schema, max_rows, header)
 
 
-def _csv_value(v: str, kind: str | None) -> Any:
+def _csv_value(v: str, kind: str | None, raw: str | None = None) -> Any:
     if v == "":
         return None
+    if raw == "bool" and v.strip().lower() in ("true", "false"):  # pandas writes booleans as True/False
+        return v.strip().lower() == "true"
     if kind == "double":
         try:
             return float(v)
@@ -133,8 +135,8 @@ def _tensor(t: Any, i: int) -> tuple[str, list[int], str, list[Any]]:
     return str(t["name"]), shape, str(t["datatype"]).upper(), data
 
 
-def _check_dtype(name: str, dtype: str, kind: str) -> None:
-    ok = dtype in V2_NUMERIC if kind == "double" else dtype == "BYTES"
+def _check_dtype(name: str, dtype: str, kind: str, raw: str | None = None) -> None:
+    ok = (dtype in V2_NUMERIC or (raw == "bool" and dtype == "BOOL")) if kind == "double" else dtype == "BYTES"
     if not ok:
         want = "a numeric datatype (FP32, FP64, INT64, ...)" if kind == "double" else "BYTES"
         raise RequestError(422, f"tensor {name!r} has datatype {dtype}; feature {name!r} needs {want}", name)
@@ -189,14 +191,14 @@ def parse_v2(body: Any, schema: InputSchema, max_rows: int) -> tuple[Columns, st
             raise RequestError(422, f"a single tensor {name!r} must have shape [n, {k}] (columns {list(schema.columns)}"
                                f"), got {shape}; or send one tensor per feature", name)
         for c in schema.columns:
-            _check_dtype(c, dtype, schema.types[c])
+            _check_dtype(c, dtype, schema.types[c], schema.raw.get(c))
         _check_values(name, dtype, data)
         rows = [data[r * k:(r + 1) * k] for r in range(shape[0])]
         return validate_positional(rows, schema, max_rows), rid
     cols: dict[str, list[Any]] = {}
     for name, shape, dtype, data in tensors:
         if name in schema.types:
-            _check_dtype(name, dtype, schema.types[name])
+            _check_dtype(name, dtype, schema.types[name], schema.raw.get(name))
         _check_values(name, dtype, data)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise RequestError(422, f"tensor {name!r}: shape {shape}; a per-feature tensor is [n] or [n, 1]", name)
@@ -281,8 +283,9 @@ def v2_server_metadata(version: str) -> dict[str, Any]:
 
 def v2_metadata(model: str, versions: list[str], schema: InputSchema, task: str,
                 classes: list[Any] | None) -> dict[str, Any]:
-    inputs = [{"name": c, "datatype": "FP64" if schema.types[c] == "double" else "BYTES", "shape": [-1]}
-              for c in schema.columns]
+    numeric = {"int": "INT64", "bool": "BOOL"}  # as the MLflow signature: long, boolean, double
+    inputs = [{"name": c, "datatype": numeric.get(schema.raw.get(c, ""), "FP64") if schema.types[c] == "double"
+               else "BYTES", "shape": [-1]} for c in schema.columns]
     # The same rule as the infer answer: a classifier predicts its class labels (INT64 when they are integers).
     labels = [_json_safe(c) for c in classes or []]
     predicted = "FP64" if task != "classification" else v2_datatype(labels) if labels else "BYTES"

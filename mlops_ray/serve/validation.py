@@ -36,6 +36,7 @@ class InputSchema:
     columns: tuple[str, ...]
     types: dict[str, str]
     nullable: dict[str, bool] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)  # "int" / "bool" numeric columns (as trained); else float
 
     @classmethod
     def from_features(cls, features: Any) -> InputSchema:
@@ -43,14 +44,20 @@ class InputSchema:
         types = features.input_types()
         nullable = {f.name: f.fill is not None for f in features.numeric}
         nullable.update({c.name: c.fill is not None for c in features.categorical})
-        return cls(columns=tuple(types), types=dict(types), nullable=nullable)
+        raw = {f.name: f.raw_type for f in features.numeric if f.raw_type != "float"}
+        return cls(columns=tuple(types), types=dict(types), nullable=nullable, raw=raw)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "types": self.types, "nullable": self.nullable}
+        return {"columns": list(self.columns), "types": self.types, "nullable": self.nullable, "raw": self.raw}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSchema:
-        return cls(columns=tuple(d["columns"]), types=dict(d["types"]), nullable=dict(d.get("nullable", {})))
+        return cls(columns=tuple(d["columns"]), types=dict(d["types"]), nullable=dict(d.get("nullable", {})),
+                   raw=dict(d.get("raw", {})))
+
+    def check(self, v: Any, col: str, row: int) -> Any:
+        """One value of column ``col``: checked and converted (a float for numbers), or a 422 naming it."""
+        return _check_value(v, col, self.types[col], self.nullable.get(col, False), row, self.raw.get(col, "float"))
 
 
 Columns = dict[str, list[Any]]
@@ -93,7 +100,8 @@ def parse_json(raw: bytes, max_bytes: int) -> Any:
     except RecursionError:
         raise RequestError(400, "JSON nested too deeply to read") from None
     except ValueError as e:  # e.g. an integer of more than 4,300 digits (Python's int conversion limit)
-        raise RequestError(400, f"JSON value cannot be read: {e}") from e
+        detail = str(e).split("; use sys.set_int_max_str_digits")[0]  # Python's advice is not the client's
+        raise RequestError(400, f"JSON value cannot be read: {detail}") from e
 
 
 def _check_count(n: int, max_rows: int) -> None:
@@ -119,8 +127,10 @@ def _check_names(names: Any, schema: InputSchema, where: str) -> None:
                        field=(missing or extra)[0])
 
 
-def _check_value(v: Any, col: str, kind: str, nullable: bool, row: int) -> Any:
+def _check_value(v: Any, col: str, kind: str, nullable: bool, row: int, raw: str = "float") -> Any:
     if kind == "double":
+        if raw == "bool" and isinstance(v, bool):  # the MLflow signature's boolean: true/false (or 0/1)
+            return float(v)
         if isinstance(v, bool) or not isinstance(v, int | float):
             if v is None:
                 if nullable:
@@ -136,6 +146,11 @@ def _check_value(v: Any, col: str, kind: str, nullable: bool, row: int) -> Any:
             if math.isnan(v) and nullable:
                 return v
             raise RequestError(422, f"feature {col!r} (row {row}) is {v}; only finite numbers are allowed", col)
+        if raw == "int" and not v.is_integer():  # as the data stage rejects it (wrong_type) and MLflow's "long"
+            raise RequestError(422, f"feature {col!r} (row {row}) is an integer feature, got {v:g}", col)
+        if raw == "bool" and v not in (0.0, 1.0):
+            raise RequestError(422, f"feature {col!r} (row {row}) is a boolean feature: send true/false (or 0/1), "
+                               f"got {v:g}", col)
         return v
     if isinstance(v, str):
         return v
@@ -160,7 +175,7 @@ def validate_records(records: Any, schema: InputSchema, max_rows: int) -> Column
         if len(rec) != len(expected) or rec.keys() != expected:
             _check_names(rec.keys(), schema, f"row {i}")
         for c in schema.columns:
-            cols[c].append(_check_value(rec[c], c, schema.types[c], schema.nullable.get(c, False), i))
+            cols[c].append(schema.check(rec[c], c, i))
     return cols
 
 
@@ -180,7 +195,7 @@ def validate_positional(rows: Any, schema: InputSchema, max_rows: int, columns: 
             raise RequestError(422, f"row {i} must be a list of {len(names)} values in the order {names}, "
                                f"got {row!r:.200}")
         for c, v in zip(names, row, strict=True):
-            cols[c].append(_check_value(v, c, schema.types[c], schema.nullable.get(c, False), i))
+            cols[c].append(schema.check(v, c, i))
     return cols
 
 
@@ -196,7 +211,7 @@ def validate_columnar(data: Any, schema: InputSchema, max_rows: int) -> Columns:
     if len(set(lengths.values())) > 1:
         raise RequestError(422, f"feature columns have different lengths {lengths}")
     _check_count(next(iter(lengths.values()), 0), max_rows)
-    return {c: [_check_value(v, c, schema.types[c], schema.nullable.get(c, False), i)
+    return {c: [schema.check(v, c, i)
                 for i, v in enumerate(data[c])] for c in schema.columns}
 
 

@@ -341,6 +341,9 @@ def test_feedback_labels_are_scored_and_logged(app: SimpleNamespace) -> None:
     # A label the model cannot predict would count as a wrong answer and could trigger a retrain: refused.
     bad = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid], "labels": ["seven"]})
     assert bad.status_code == 422 and "not one of the model's classes" in bad.json()["error"]
+    xml = httpx.post(f"{app.url}/v1/models/{MODEL}/feedback", content=json.dumps({"request_ids": [rid], "labels": [
+        pred]}).encode(), headers={**app.auth, "Content-Type": "application/xml"})
+    assert xml.status_code == 415
     twice = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": [rid, rid], "labels": [pred, "other"]})
     assert twice.status_code == 422 and "two different labels" in twice.json()["error"]
     many = post(app, f"/v1/models/{MODEL}/feedback", {"request_ids": ["a"] * 51, "labels": [pred] * 51})

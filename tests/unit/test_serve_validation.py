@@ -191,13 +191,31 @@ def test_v2_request_fields_have_the_protocols_types() -> None:
         protocols.parse_v2({"inputs": [{**tensor, "datatype": dtype, "data": [v, 0, 0]}]}, num, 10)
 
 
+def test_int_and_bool_features_take_what_their_signature_says() -> None:
+    """A fraction in an int feature was served (the data stage rejects it, MLflow's "long" refuses it)."""
+    typed = InputSchema(columns=("k", "b"), types={"k": "double", "b": "double"}, nullable={},
+                        raw={"k": "int", "b": "bool"})
+    assert validate_records([{"k": 2, "b": True}, {"k": 3.0, "b": 0}], typed, 10) == {"k": [2.0, 3.0], "b": [1.0, 0.0]}
+    e = err(validate_records, [{"k": 2.5, "b": True}], typed, 10)
+    assert (e.status, e.field) == (422, "k") and "is an integer feature, got 2.5" in e.message
+    e = err(validate_records, [{"k": 2, "b": 2}], typed, 10)
+    assert (e.status, e.field) == (422, "b") and "boolean feature: send true/false" in e.message
+    assert InputSchema.from_dict(typed.to_dict()) == typed
+    assert protocols.parse_invocations_csv(b"k,b\n4,True\n", typed, 10) == {"k": [4.0], "b": [1.0]}
+    v2 = {"inputs": [{"name": "k", "shape": [1], "datatype": "INT64", "data": [7]},
+                     {"name": "b", "shape": [1], "datatype": "BOOL", "data": [False]}]}
+    assert protocols.parse_v2(v2, typed, 10)[0] == {"k": [7.0], "b": [0.0]}
+    meta = protocols.v2_metadata("m", ["1"], typed, "classification", [0, 1])
+    assert [i["datatype"] for i in meta["inputs"]] == ["INT64", "BOOL"]
+
+
 def test_bodies_no_check_foresaw_are_client_errors() -> None:
     """Deep nesting, a 5,000-digit integer, a CSV field over the csv module's limit: 400s, never a 5xx."""
     deep = b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     e = err(parse_json, deep, 10**6)
     assert e.status == 400 and "nested too deeply" in e.message
     e = err(parse_json, b'{"rows": [{"a": ' + b"9" * 5000 + b"}]}", 10**6)
-    assert e.status == 400 and "cannot be read" in e.message
+    assert e.status == 400 and "cannot be read" in e.message and "sys.set_int_max_str_digits" not in e.message
     e = err(protocols.parse_invocations_csv, b"a,b,c\n" + b"1" * 200_000 + b",2,x\n", SCHEMA, 10)
     assert e.status == 400 and "CSV body cannot be read" in e.message
 
