@@ -67,6 +67,10 @@ def _monitor(args: argparse.Namespace) -> int:
         every = cfg.monitor.schedule_s if cfg is not None else None
         if every is None:
             raise ConfigError("--every without SECONDS needs --config with monitor.schedule_s set")
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count N must be at least 1, got {args.count}")
+    if args.count is not None and every is None:
+        raise ConfigError("--count counts the runs of a schedule: add --every SECONDS")
     runs = 0
     advised = False  # any run of a --count schedule advised retraining: cron/CI must hear of it
     while True:

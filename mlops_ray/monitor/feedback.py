@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mlops_ray.exceptions import MonitorError
-from mlops_ray.monitor.logger import label_str, split_feedback_id
+from mlops_ray.monitor.logger import feedback_key, label_str, split_feedback_id
 
 FEEDBACK_DIR = "feedback"
 
@@ -49,6 +49,31 @@ def log_files(model_folder: Path, version: str | None = None) -> list[Path]:
     """Prediction-log files of one model (one version, or all), oldest first."""
     pattern = f"v{version}/*.parquet" if version is not None else "v*/*.parquet"
     return sorted(model_folder.glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def _unreadable_log(path: Path, e: Exception) -> Exception:
+    from mlops_ray.exceptions import MonitorError
+
+    return MonitorError(f"prediction-log file {path} cannot be read ({str(e).splitlines()[0][:200]}): move it out "
+                        "of the log folder (a replica killed while writing can leave one)")
+
+
+def log_columns(path: Path) -> list[str]:
+    """A prediction-log file's column names (its Parquet footer), or a MonitorError naming the file."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError: a truncated or foreign file
+        raise _unreadable_log(path, e) from e
+
+
+def read_log(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A prediction-log file as a frame, or a MonitorError naming the file."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, ValueError) as e:
+        raise _unreadable_log(path, e) from e
 
 
 def feedback_files(model_folder: Path) -> list[Path]:
@@ -138,12 +163,35 @@ def record_feedback(
     return FeedbackResult(accepted=len(ids), unknown_ids=unknown, path=str(final))
 
 
+FEEDBACK_COLUMNS = ("request_id", "label", "label_value", "received_at")
+
+
+def _read_feedback_file(path: Path) -> pd.DataFrame:
+    """One feedback file, or a MonitorError naming it: a damaged file, or one without a label column, would
+    otherwise crash the monitor or count every row as a wrong answer."""
+    from mlops_ray.exceptions import MonitorError
+
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's ArrowInvalid / OSError: not Parquet, truncated
+        raise MonitorError(f"feedback file {path} cannot be read ({type(e).__name__}: {str(e)[:200]}); move it "
+                           "aside (its labels are lost) and run again") from e
+    missing = [c for c in FEEDBACK_COLUMNS if c not in df.columns]
+    if missing:
+        raise MonitorError(f"feedback file {path} lacks column(s) {missing} (it has {list(df.columns)}); it was "
+                           "not written by mlops_ray: move it aside and run again")
+    return df
+
+
 def read_feedback(model_folder: Path) -> pd.DataFrame:
     """All feedback of a model, one row per request id (the latest label wins)."""
     files = feedback_files(model_folder)
     if not files:
         return pd.DataFrame({"request_id": pd.Series(dtype="string"), "label": pd.Series(dtype="string"),
                              "label_value": pd.Series(dtype="float64")})
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    df = pd.concat([_read_feedback_file(f) for f in files], ignore_index=True)
+    # "<id>#0" labels row 0, which the log keys by the plain id: one spelling for the join (the ingress
+    # already scored it as row 0).
+    df["request_id"] = [feedback_key(*split_feedback_id(str(i))) for i in df["request_id"]]
     df = df.sort_values("received_at", kind="stable").drop_duplicates("request_id", keep="last")
     return df[["request_id", "label", "label_value"]].reset_index(drop=True)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlops_ray.exceptions import MonitorError
 from mlops_ray.monitor.aggregate import feature_columns
-from mlops_ray.monitor.feedback import log_files, read_feedback
+from mlops_ray.monitor.feedback import log_columns, log_files, read_feedback, read_log
 from mlops_ray.monitor.logger import feedback_key
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def labelled_log_rows(model_folder: Path, columns: list[str], target: str) -> tu
     labels = dict(zip(feedback["request_id"].astype(str), feedback["label"].astype(str), strict=True))
     parts, skipped = [], []
     for f in log_files(model_folder):
-        df = pd.read_parquet(f)
+        df = read_log(f)
         if not set(columns) <= set(feature_columns(df.columns)):
             skipped.append(str(f))
             continue
@@ -148,6 +148,10 @@ def build_retrain_data(cfg: PipelineConfig, runtime: Runtime, name: str | None =
             raise MonitorError(f"monitor.retrain.new_data {cfg.monitor.retrain.new_data!r} has no target column "
                                f"{target!r}; it must be labelled data with the training columns")
     features = [c for c in original.columns if c != target]
+    lacking = [c for c in features if len(new) and c not in new.columns]
+    if lacking:  # aligned, they would be missing values the cleaning fills: made-up training rows
+        raise MonitorError(f"monitor.retrain.new_data {cfg.monitor.retrain.new_data!r} lacks training column(s) "
+                           f"{lacking[:10]}; it must have every column of the training data")
     folder = Path(log_dir or predictions_dir(runtime)) / name
     logged_features = _logged_features(folder)
     # The training features that were logged; a file lacking one of them is skipped (another schema).
@@ -174,11 +178,9 @@ def build_retrain_data(cfg: PipelineConfig, runtime: Runtime, name: str | None =
 
 
 def _logged_features(folder: Path) -> set[str]:
-    import pyarrow.parquet as pq
-
     out: set[str] = set()
     for f in log_files(folder):
-        out |= set(feature_columns(pq.read_schema(f).names))
+        out |= set(feature_columns(log_columns(f)))
     return out
 
 

@@ -30,7 +30,7 @@ from mlops_ray.monitor.aggregate import (
 )
 from mlops_ray.monitor.decision import REGRESSION_METRICS, Performance, assess_performance, decide_retrain
 from mlops_ray.monitor.drift import compute_drift
-from mlops_ray.monitor.feedback import log_files, read_feedback
+from mlops_ray.monitor.feedback import log_columns, log_files, read_feedback
 from mlops_ray.monitor.lookups import (
     REFERENCE_FILE,
     TAG,
@@ -62,11 +62,7 @@ def check_log_schema(files: list[Path], expected: list[str], reference: str | No
     ``reference``: the profile file the user passed (``--reference``), blamed when no log file matches it."""
     problems = []
     for f in files:
-        try:
-            cols = pq.read_schema(f).names
-        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError: a truncated or foreign file
-            raise MonitorError(f"prediction-log file {f} cannot be read ({str(e).splitlines()[0]}): move it out of "
-                               "the log folder (a replica killed while writing can leave one)") from e
+        cols = log_columns(f)
         version = f.parent.name[1:] if f.parent.name.startswith("v") else ""
         p = check_columns(str(f), cols, expected, [version] if version else [])
         if p is not None:
@@ -228,7 +224,8 @@ def run_monitor(
     if write_report:
         from mlops_ray.monitor.report import write_report as _write
 
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        # Microseconds: two runs in one second (a schedule and a manual run) must not share a folder.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
         out = runtime.monitor_dir / REPORTS / name / f"v{version}" / stamp
         paths = _write(report, out)
         report.report_dir, report.html_path = str(out), str(paths["html"])

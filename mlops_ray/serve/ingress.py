@@ -290,7 +290,7 @@ class Ingress(RolloutHost):
                 classes = list(dict.fromkeys(c for m in metas for c in (m.get("classes") or []))) or None
                 check_labels(labels, metas[0]["task"], classes)
             seen = {str(i) for i, lab in zip(ids, labels, strict=True) if entry.feedback(str(i), lab)}
-            unknown = [str(i) for i in ids if str(i) not in seen]
+            unknown = list(dict.fromkeys(str(i) for i in ids if str(i) not in seen))
             if self.settings.get("monitor_dir"):
                 from mlops_ray.monitor.feedback import record_feedback
 

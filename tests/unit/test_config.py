@@ -120,3 +120,13 @@ def test_schema_settings_that_would_be_ignored_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"is data\.target"):
         parse_config(cfg({"name": "y", "type": "int", "required": False}))
     parse_config(cfg({"name": "y", "type": "int"}, {"name": "x", "type": "int", "min": 0, "nullable": True}))
+
+
+def test_training_hash_ignores_where_the_rows_were_read_from() -> None:
+    """A retrain writes the same rows to a new timestamped file each time: same fingerprint, same hash."""
+    from mlops_ray.registry.register import training_config_hash
+
+    a = parse_config({"name": "t", "data": {"source": {"path": "work/_retrain/20261127T1/train.parquet"}}})
+    b = parse_config({"name": "t", "data": {"source": {"path": "work/_retrain/20261127T2/train.parquet"}}})
+    c = parse_config({"name": "t", "data": {"source": {"path": "x.parquet"}, "split": {"folds": 3}}})
+    assert training_config_hash(a) == training_config_hash(b) != training_config_hash(c)

@@ -187,3 +187,18 @@ def test_feedback_bad_input(tmp_path: Path) -> None:
     with pytest.raises(MonitorError, match="at least one"):
         record_feedback(tmp_path, [], [], model_name="m")
     assert not (tmp_path / "m" / "feedback").exists()  # nothing half-written
+
+
+def test_row_zero_by_either_spelling_and_unreadable_feedback_files(tmp_path: Path) -> None:
+    """"q#0" is row 0 (the log keys it by the plain id); a damaged or foreign feedback file is named, not a
+    traceback, and never read as labels (a file without `label` counted every row as a wrong answer)."""
+    record_feedback(tmp_path, ["q#0", "q#2"], [1, 0], model_name="m")
+    assert sorted(read_feedback(tmp_path / "m")["request_id"]) == ["q", "q#2"]
+    folder = tmp_path / "m" / "feedback"
+    (folder / "zz-garbage.parquet").write_bytes(b"not parquet")
+    with pytest.raises(MonitorError, match=r"feedback file .*zz-garbage.parquet cannot be read"):
+        read_feedback(tmp_path / "m")
+    (folder / "zz-garbage.parquet").unlink()
+    pd.DataFrame({"request_id": ["q"], "received_at": [pd.Timestamp.now(tz="UTC")]}).to_parquet(folder / "zz.parquet")
+    with pytest.raises(MonitorError, match=r"lacks column\(s\) \['label', 'label_value'\]"):
+        read_feedback(tmp_path / "m")

@@ -58,6 +58,9 @@ def test_new_data_is_added_and_checked(tmp_path: Path) -> None:
     pd.DataFrame({"x": [1.0]}).to_parquet(tmp_path / "new.parquet")
     with pytest.raises(MonitorError, match="has no target column 'y'"):
         build_retrain_data(cfg, rt)
+    pd.DataFrame({"x": [1.0], "y": [0]}).to_parquet(tmp_path / "new.parquet")  # was median-filled "color"
+    with pytest.raises(MonitorError, match=r"lacks training column\(s\) \['color'\]"):
+        build_retrain_data(cfg, rt)
 
 
 def test_retrain_summary_reads_like_the_deploy_output() -> None:

@@ -68,6 +68,10 @@ def test_run_refuses_an_empty_steps_list_and_a_bad_canary(tmp_path: Path, capsys
     assert "is a folder" in capsys.readouterr().err
     assert main(["monitor", "iris", "--workdir", str(tmp_path), "--every", "-5", "--count", "1"]) == 1
     assert "--every SECONDS must be positive" in capsys.readouterr().err
+    assert main(["monitor", "iris", "--workdir", str(tmp_path), "--every", "5", "--count", "0"]) == 1
+    assert "--count N must be at least 1, got 0" in capsys.readouterr().err  # it ran once and exited 0
+    assert main(["monitor", "iris", "--workdir", str(tmp_path), "--count", "2"]) == 1
+    assert "add --every SECONDS" in capsys.readouterr().err  # it was silently ignored
 
 
 def test_registry_commands_do_not_create_a_store_by_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
