@@ -105,9 +105,16 @@ def infer_column(name: str, dtype: pa.DataType, *, is_target: bool = False) -> C
     return Column(name=name, type=kind, required=True, nullable=not is_target)
 
 
+# What pandas' read_csv takes for a missing value, less the NaN spellings (a float NaN, which data.schema.nan
+# decides on). In a number column these are missing values; in a text column only "" is (a category "NA",
+# North America say, stays a category).
+NULL_WORDS = ("#N/A", "#N/A N/A", "#NA", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null")
+
+
 def mostly_numeric(arr: pa.Array | pa.ChunkedArray) -> bool:
-    """True when at least NUMERIC_SHARE of the non-empty text values parse as numbers."""
+    """True when at least NUMERIC_SHARE of the present text values (not empty, not a null word) are numbers."""
     text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    text = pc.if_else(pc.is_in(text, value_set=pa.array(NULL_WORDS)), pa.scalar("", pa.string()), text)
     present = pc.sum(pc.fill_null(pc.not_equal(text, ""), False)).as_py() or 0
     numbers = pc.sum(pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)).as_py() or 0
     return present > 0 and numbers >= NUMERIC_SHARE * present
@@ -182,6 +189,7 @@ def parse_numeric(arr: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)):
         return pa.nulls(len(arr), pa.float64()), pc.is_valid(arr)
     s = _as_string(arr)
+    s = pc.if_else(pc.is_in(s, value_set=pa.array(NULL_WORDS)), pa.scalar(None, pa.string()), s)
     if kind == "bool":
         low = pc.utf8_lower(s)
         is_true = pc.is_in(low, value_set=pa.array(_TRUE))

@@ -210,17 +210,19 @@ def test_inferred_types_follow_every_file_and_the_values(ray_session: str, runti
     decimals.assign(y=decimals["amount"] / 7).to_parquet(tmp_path / "continuous.parquet")
     with pytest.raises(DataError, match=r"classification but target 'y' holds fractional numbers .*regression"):
         infer(tmp_path / "continuous.parquet", task="classification")  # was 60 one-row "classes"
-    # A CSV is text: only an empty field is missing ("NA" is a category, a stray "n/a" in a number column is
-    # a wrong_type reject, as in Parquet), and a date column is a category of its text.
+    # A CSV is text: in a number column pandas' null words ("n/a", "NA", "null") are missing values and a
+    # stray "?" a wrong_type reject; in a text column only "" is missing ("NA" stays a category, as in
+    # Parquet); a date column is a category of its text.
     odd = pd.DataFrame({"amount": [float(i) for i in range(60)], "cat": ["NA", "null", "x"] * 20,
                         "day": [f"2024-01-{1 + i % 28:02d}" for i in range(60)], "y": ["a", "b"] * 30})
     odd = odd.astype({"amount": object})
     odd.loc[5, "amount"] = "n/a"
     odd.loc[6, "amount"] = ""
+    odd.loc[8, "amount"] = "?"
     odd.to_csv(tmp_path / "odd.csv", index=False)
     p = infer(tmp_path / "odd.csv")
     assert p.report.rejected_by_reason == {"wrong_type:amount": 1}
-    assert p.report.missing_filled == {"amount": 1}
+    assert p.report.missing_filled == {"amount": 2}
     assert sorted(c.name for c in p.features.categorical) == ["cat", "day"]
     assert {"cat=NA", "cat=null"} <= set(p.features.feature_names_out)
     # A column with no value at all: ignored and listed in Parquet as in CSV (a typed all-null Parquet column
