@@ -410,9 +410,10 @@ class PipelineConfig(_Spec):
             return path
         return str(Path(self.source_file).parent / p)
 
-    def config_hash(self, *sections: str) -> str:
-        """A stable hash of the spec (or of some sections of it), for lineage and step caching."""
-        dumped = self.model_dump(mode="json", by_alias=True)
+    def config_hash(self, *sections: str, exclude: dict[str, Any] | None = None) -> str:
+        """A stable hash of the spec (or of some sections of it), for lineage and step caching; ``exclude``
+        leaves fields out (pydantic's nested form, e.g. ``{"data": {"source": {"path"}}}``)."""
+        dumped = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         if sections:
             dumped = {k: dumped[k] for k in sections}
         dumped.pop("workdir", None)

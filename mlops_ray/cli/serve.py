@@ -80,14 +80,15 @@ def _config(args: argparse.Namespace) -> Any:
         for key, value in overrides.items():
             _set_dotted(data, key, value)
         cfg = parse_config(data)
+        rt = resolve_runtime(cfg, workdir=args.workdir, address=args.address)  # serve.* never moves the workdir
         # Without a config, add to the endpoint this workdir already serves (its port, app, token names)
         # rather than ask for the built-in defaults; --set still wins.
-        running = running_endpoint_settings(resolve_runtime(cfg, workdir=args.workdir, address=args.address))
-        wanted = {k: v for k, v in running.items() if k not in overrides}
+        wanted = {k: v for k, v in running_endpoint_settings(rt).items() if k not in overrides}
         if wanted:
             for key, value in wanted.items():
                 _set_dotted(data, key, value)
             cfg = parse_config(data)
+        return cfg, rt
     return cfg, resolve_runtime(cfg, workdir=args.workdir, address=args.address)
 
 

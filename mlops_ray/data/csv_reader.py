@@ -24,8 +24,8 @@ RAW_LINE = "_raw_line"
 FILE = "_file"
 MalformedLines = Literal["reject", "error"]
 
-# Only an empty field is a missing value in a CSV: Arrow's default list ("NA", "null", "n/a", "nan", ...) would
-# turn a category "NA" into a missing value and hide a stray "n/a" in a number column (a wrong_type reject).
+# Arrow reads only an empty field as missing: its default list ("NA", "null", "n/a", "nan", ...) would turn a
+# category "NA" into a missing value. Number columns take pandas' null words as missing (schema.NULL_WORDS).
 CSV_NULL_VALUES = [""]
 
 

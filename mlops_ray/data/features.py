@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlops_ray.data.schema import as_text
 from mlops_ray.exceptions import DataError
 
 OTHER = "__other__"
@@ -160,17 +161,11 @@ class FeaturePipeline:
     @staticmethod
     def _arrow_codes(arr: pa.Array | pa.ChunkedArray, c: CategoricalFeature) -> np.ndarray:
         """Category codes with Arrow kernels (the fast path for Arrow columns), same rules as ``_codes``."""
-        if not pa.types.is_string(arr.type):
-            arr = pc.cast(arr, pa.string())
-        # As the data stage read the training rows: surrounding whitespace dropped, "" a missing value.
-        arr = pc.utf8_trim_whitespace(arr)
-        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+        arr = as_text(arr)  # as the data stage read the training rows
         if arr.null_count:
             if c.fill is None:
                 raise DataError(f"column {c.name!r} has missing values and no fill value was fitted")
             arr = pc.fill_null(arr, c.fill)
-        if not pa.types.is_string(arr.type):
-            arr = pc.cast(arr, pa.string())
         other_code = len(c.categories) if c.has_other else -1
         idx = pc.index_in(arr, value_set=pa.array(c.categories, pa.string()))
         return np.asarray(pc.fill_null(idx, other_code).to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -166,7 +166,8 @@ def check_columns(schema: Schema, available: list[str], source: str) -> list[str
 # ------------------------------------------------------------------------------------------- parsing
 
 
-def _as_string(arr: pa.Array) -> pa.Array:
+def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text values as the data stage reads them: surrounding whitespace dropped, "" a missing value."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
     if pa.types.is_large_string(arr.type):
@@ -188,7 +189,7 @@ def parse_numeric(arr: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
         return pa.nulls(len(arr), pa.float64()), pa.array(np.zeros(len(arr), dtype=bool))
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)):
         return pa.nulls(len(arr), pa.float64()), pc.is_valid(arr)
-    s = _as_string(arr)
+    s = as_text(arr)
     s = pc.if_else(pc.is_in(s, value_set=pa.array(NULL_WORDS)), pa.scalar(None, pa.string()), s)
     if kind == "bool":
         low = pc.utf8_lower(s)
@@ -269,7 +270,7 @@ def validate_batch(batch: pa.Table, schema: Schema) -> tuple[pa.Table, pa.Table]
                 reasons.add(pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=allowed))),
                             f"unknown_category:{col.name}")
         else:
-            values = _as_string(raw)
+            values = as_text(raw)
             if col.allowed is not None:
                 allowed = pa.array([str(v) for v in col.allowed], pa.string())
                 reasons.add(pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=allowed))),

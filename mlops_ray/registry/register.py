@@ -75,14 +75,8 @@ def training_config_hash(cfg: PipelineConfig) -> str:
     Where the rows were read from is left out: the data fingerprint (the other half of the key) covers the
     rows themselves, and a retrain writes the same rows to a new timestamped file each time (every retrain
     with nothing new registered another copy of the same version)."""
-    import hashlib
-    import json
-
-    spec = cfg.model_dump(mode="json", by_alias=True, include={"name", "seed", "data", "tune", "registry"})
-    spec["data"]["source"].pop("path", None)
-    spec["data"]["source"].pop("bundled", None)
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return cfg.config_hash("name", "seed", "data", "tune", "registry",
+                           exclude={"data": {"source": {"path", "bundled"}}})
 
 
 def lineage_tags(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> dict[str, str]:

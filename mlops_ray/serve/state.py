@@ -62,9 +62,9 @@ class ModelEntry:
             s = self.stats[version] = WindowStats()
         return s
 
-    def remember(self, request_id: str, version: str, predictions: list[Any], now: float | None = None) -> None:
-        started = self.window(version).started  # the window this answer was counted in exists from here on
-        self.recent[request_id] = (version, list(predictions), max(started, time.time() if now is None else now), set())
+    def remember(self, request_id: str, version: str, predictions: list[Any]) -> None:
+        self.window(version)  # the window this answer counts in exists from here on: it started before now
+        self.recent[request_id] = (version, list(predictions), time.time(), set())
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
