@@ -3,7 +3,9 @@
 The standard task (issue 3): make_classification(6000 x 20), RandomForestClassifier(n_jobs=1) over
 n_estimators {25,50,100} x max_depth {6,12,None} x max_features {sqrt,0.5} (18 configs), 5-fold
 stratified CV (the same folds for every peer), accuracy. Also the serial sum of all 90 fits (the floor
-is that divided by the cores) and the per-trial overhead of Tune on a no-op objective.
+is that divided by the cores) and the per-trial overhead of Tune on a no-op objective. The stage runs with
+its default shared warm-start paths and with ``warm_start_path: false``; every finished trial's CV mean is
+checked against the same config's separate serial fits.
 
     .venv/bin/python benchmarks/bench_tune.py --reps 3            # everything (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_tune.py --only overhead      # just the no-op overhead part
@@ -31,6 +33,7 @@ import numpy as np
 
 GRID = {"n_estimators": [25, 50, 100], "max_depth": [6, 12, None], "max_features": ["sqrt", 0.5]}
 CORES = 2
+SERIAL: dict[str, float] = {}  # CV score per config from separate serial fits (serial_fits)
 
 
 def make_task() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,6 +137,7 @@ def _prepared(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> Any:
 
 
 def this_stage(X: np.ndarray, y: np.ndarray, folds: np.ndarray, scheduler: str, **tune: Any) -> tuple[float, float]:
+    """(seconds, best CV score); every finished trial's CV mean is also checked against ``SERIAL``'s."""
     from mlops_ray.config import parse_config
     from mlops_ray.runtime import ensure_experiment, resolve_runtime
     from mlops_ray.tune import run_search
@@ -150,7 +154,14 @@ def this_stage(X: np.ndarray, y: np.ndarray, folds: np.ndarray, scheduler: str, 
         ensure_experiment(rt, cfg.experiment_name)  # an existing tracking store, as on any run but the first
         t0 = time.perf_counter()
         res = run_search(cfg, rt, prepared)
-        return time.perf_counter() - t0, res.cv_mean
+        elapsed = time.perf_counter() - t0
+        if len(y) == 6000 and SERIAL:  # the standard task: each config's score equals its separate fits'
+            for t in res.trials:
+                if t.status == "completed":
+                    want = SERIAL[json.dumps({k: t.config[k] for k in sorted(t.config)})]
+                    if abs(t.cv_mean - want) > 1e-12:
+                        raise AssertionError(f"{t.config}: stage {t.cv_mean} vs separate fits {want}")
+        return elapsed, res.cv_mean
 
 
 # ---------------------------------------------------------------------------------------- overhead
@@ -255,9 +266,11 @@ def main() -> None:
         if args.reuse_serial:
             prev = json.loads((Path(__file__).parent / "out" / "bench_tune.json").read_text())
             serial, cpu = prev["serial_sum_s"], prev["serial_sum_cpu_s"]
-            per_cfg = {"reused": prev["grid_best_serial"]}
+            per_cfg = prev["serial_scores"]
         else:
             serial, cpu, per_cfg = serial_fits(X, y, folds)
+        SERIAL.update(per_cfg)
+        out["serial_scores"] = per_cfg
         out["serial_sum_s"] = serial
         out["serial_sum_cpu_s"] = cpu
         out["floor_s"] = serial / CORES
@@ -270,6 +283,7 @@ def main() -> None:
             "HalvingGridSearchCV": lambda: halving_grid_search_cv(X, y, folds),
             "Optuna TPE (18)": lambda: optuna_tpe(X, y, folds),
             "mlops_ray grid": lambda: this_stage(X, y, folds, "fifo"),
+            "mlops_ray grid, warm_start_path off": lambda: this_stage(X, y, folds, "fifo", warm_start_path=False),
             "mlops_ray grid + ASHA": lambda: this_stage(X, y, folds, "asha",
                                                         asha={"grace_period": 1, "reduction_factor": 3}),
         }

@@ -247,6 +247,9 @@ class TuneSpec(_Spec):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_failures: int = Field(2, ge=0)  # retries of a trial whose worker died
     time_budget_s: float | None = Field(None, gt=0)
+    # A grid over a forest's/gradient boosting's n_estimators grows one ensemble per fold through the sizes
+    # (warm_start): the same scores as separate fits, for the CPU of the largest. false: fit every config alone.
+    warm_start_path: bool = True
 
     @field_validator("search_space", mode="before")
     @classmethod

@@ -103,10 +103,15 @@ def fit_and_score(factory: EstimatorFactory, config: dict[str, Any], X: np.ndarr
     else:
         est.fit(Xt, yt)
     fit_s = time.perf_counter() - t0
+    return FoldScore(fold=fold, metrics=score_fold(est, Xv, yv, task, n_classes), fit_s=fit_s, n_train=len(train),
+                     n_val=len(val))
+
+
+def score_fold(est: Any, Xv: np.ndarray, yv: np.ndarray, task: str, n_classes: int) -> dict[str, float]:
+    """Every metric of the task for a fitted estimator on a fold's validation rows."""
     pred, proba = predict_for_scoring(est, Xv, task)
-    metrics = score_all(task, yv, pred, expand_proba(proba, est, n_classes) if task == "classification" else None,
-                        n_classes)
-    return FoldScore(fold=fold, metrics=metrics, fit_s=fit_s, n_train=len(train), n_val=len(val))
+    return score_all(task, yv, pred, expand_proba(proba, est, n_classes) if task == "classification" else None,
+                     n_classes)
 
 
 def iter_cv(factory: EstimatorFactory, config: dict[str, Any], X: np.ndarray, y: np.ndarray, folds: np.ndarray,

@@ -28,6 +28,7 @@ class TrialSummary:
     run_id: str | None = None  # the MLflow child run
     seconds: float | None = None
     device: str = "cpu"  # where the trial trained: cuda when Ray gave it a GPU (torch_mlp)
+    folds_reused: int = 0  # folds scored by another trial's warm-start path (tune.warm_start_path)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from mlops_ray.tune.refit import refit_best
 from mlops_ray.tune.result import SearchResult, TrialSummary, pick_best
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, count_trials, describe, parse_space
 from mlops_ray.tune.trainable import TrialData, TrialSpec, metric_key
+from mlops_ray.tune.warm_start import WarmStartPath, plan_warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def check_resources(cfg: PipelineConfig, runtime: Runtime) -> None:
 
 
 def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorFactory, domains: list[ParamDomain],
-                    n_folds: int) -> dict[str, Any]:
+                    n_folds: int, path: WarmStartPath | None = None) -> dict[str, Any]:
     ts = cfg.tune
     return {
         "searcher": ts.search, "scheduler": ts.scheduler, "num_samples": num_samples(cfg),
@@ -135,6 +136,7 @@ def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorF
         "gpu_per_trial": ts.resources.gpu, "max_concurrent": ts.max_concurrent, "max_failures": ts.max_failures,
         "seed": cfg.seed, "time_budget_s": ts.time_budget_s,
         "asha": ts.asha.model_dump() if ts.scheduler == "asha" else None,
+        "warm_start_path": path.describe() if path else None,
     }
 
 
@@ -205,7 +207,8 @@ def _summaries(grid: Any, state_runs: dict[str, str], metric: MetricSpec,
             metrics={k: float(v) for k, v in last.items() if k.startswith(("mean_", "std_"))
                      and isinstance(v, int | float) and math.isfinite(v)},
             error=error, num_failures=int(trial.num_failures), run_id=state_runs.get(trial.trial_id),
-            seconds=last.get("elapsed_s"), device=str(last.get("device", "cpu"))))
+            seconds=last.get("elapsed_s"), device=str(last.get("device", "cpu")),
+            folds_reused=int(last.get("folds_reused", 0))))
     return sorted(out, key=lambda t: t.index)
 
 
@@ -220,6 +223,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     from mlflow import MlflowClient
     from ray import tune
 
+    from mlops_ray.tune.fold_store import FoldStoreCallback, start_fold_store, stop_fold_store
     from mlops_ray.tune.tracking import (
         MlflowTrialCallback,
         TrackingState,
@@ -240,6 +244,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
     _check_prepared(prepared)
     n_folds = prepared.n_folds
     check_before_trials(cfg, metric, factory, domains, n_folds)
+    path = plan_warm_start(factory, domains, ts.search, ts.warm_start_path)
     connect_ray(runtime)
     check_resources(cfg, runtime)
 
@@ -258,7 +263,7 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
             if p.exists():
                 p.rename(p.with_name(f"{p.name}.prev-{stamp}"))
 
-    settings = search_settings(cfg, metric, factory, domains, n_folds)
+    settings = search_settings(cfg, metric, factory, domains, n_folds, path)
     experiment_id = ensure_experiment(runtime, cfg.experiment_name)
     client = MlflowClient(runtime.tracking_uri)
     state = TrackingState(state_path)
@@ -270,12 +275,14 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                          folds=np.asarray(prepared.folds), task=task, n_classes=n_classes)
         data_ref = ray.put(data)  # once: every trial and fold reads this same object
         spec = TrialSpec(factory=factory, metric=metric.name, mode=metric.mode, cpus=ts.resources.cpu,
-                         worst=float(metric.worst))
+                         worst=float(metric.worst), path=path)
         resources = {"cpu": ts.resources.cpu, "gpu": ts.resources.gpu}
-        trainable = tune.with_resources(tune.with_parameters(_cv_trial(), data=data_ref, spec=spec), resources)
+        store = start_fold_store(name) if path else None
+        trainable = tune.with_resources(tune.with_parameters(_cv_trial(), data=data_ref, spec=spec, store=store),
+                                        resources)
         from mlops_ray.tune.spaces import to_tune
 
-        param_space = to_tune(domains, ts.search)
+        param_space = to_tune(domains, ts.search, slowest=path.param if path else None)
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // ts.resources.cpu))
         with _tune_env(max_pending=slots + 1), interrupt_guard() as interrupted:
             if resume:
@@ -285,7 +292,8 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                 callback = MlflowTrialCallback(runtime.tracking_uri, experiment_id, state, metric_key(metric.name),
                                                run_name_prefix=cfg.name)
                 run_config = tune.RunConfig(
-                    name=name, storage_path=str(runtime.tune_dir), verbose=0, callbacks=[callback],
+                    name=name, storage_path=str(runtime.tune_dir), verbose=0,
+                    callbacks=[callback, FoldStoreCallback(name)] if path else [callback],
                     failure_config=tune.FailureConfig(max_failures=ts.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_frequency=0),
                     log_to_file=False)
@@ -293,7 +301,11 @@ def run_search(cfg: PipelineConfig, runtime: Runtime, prepared: PreparedData, *,
                                    tune_config=_build_tune_config(cfg, metric, domains, factory.kind, n_folds, slots,
                                                                   exp_path))
             t_fit = time.perf_counter()
-            grid = tuner.fit()
+            try:
+                grid = tuner.fit()
+            finally:
+                if store is not None:
+                    stop_fold_store(store)
             fit_s = time.perf_counter() - t_fit
         if interrupted.is_set():
             raise SearchInterrupted(

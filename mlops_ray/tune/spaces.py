@@ -124,13 +124,17 @@ def count_trials(domains: list[ParamDomain], search: str, num_samples: int) -> i
     return size * num_samples
 
 
-def to_tune(domains: list[ParamDomain], search: str) -> dict[str, Any]:
-    """Domains -> a Ray Tune ``param_space`` for the searcher (see the module table)."""
+def to_tune(domains: list[ParamDomain], search: str, slowest: str | None = None) -> dict[str, Any]:
+    """Domains -> a Ray Tune ``param_space`` for the searcher (see the module table).
+
+    ``slowest``: the grid parameter to vary slowest (Tune varies the first listed slowest): with shared
+    warm-start paths, every group's largest size runs before the sizes that read its path.
+    """
     from ray import tune
 
     check_for_searcher(domains, search)
     space: dict[str, Any] = {}
-    for d in domains:
+    for d in sorted(domains, key=lambda d: d.name != slowest):
         if search == "grid":
             # Enumerated last value first: lists are usually written cheap to expensive (n_estimators, depth,
             # epochs), and starting the longest trials first keeps CPUs from idling at the end of the search

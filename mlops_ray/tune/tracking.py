@@ -219,7 +219,7 @@ class MlflowTrialCallback(Callback):
             self._metrics(trial, {k: v for k, v in result.items() if k.startswith("fold_") and k not in _SKIP_KEYS},
                           step=fold)
             running = {k: v for k, v in result.items()
-                       if k.startswith(("mean_", "std_", self.metric_key)) or k in ("fit_s",)}
+                       if k.startswith(("mean_", "std_", self.metric_key)) or k in ("fit_s", "folds_reused")}
             self._metrics(trial, running, step=int(result.get("folds_done", fold + 1)))
         else:  # a torch epoch inside a fold
             it = int(result.get("training_iteration", 0))

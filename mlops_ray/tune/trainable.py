@@ -12,6 +12,10 @@ What a trial reports (one result per ``training_iteration``):
 - torch_mlp: one result per epoch, folds run one after another, so ``training_iteration`` =
   ``fold * epochs + epoch + 1`` (1..k*epochs); the result that ends a fold carries ``fold_done``.
 
+A grid over a forest's or gradient boosting's ``n_estimators`` shares warm-start paths (``warm_start.py``):
+the first trial to reach a fold grows the ensemble through every size and scores each, its group's other
+trials read their scores from the search's ``FoldStore``; ``folds_reused`` counts those folds.
+
 ``cv_<metric>`` is the running mean of the optimised metric over the folds done (for torch, the
 current fold counts with its latest epoch), ``cv_<metric>_std`` its spread; ASHA compares trials on it.
 An exception raised by the estimator (a bad parameter value, say) is not retried: the trial ends with
@@ -24,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,7 @@ import numpy as np
 
 from mlops_ray.tune.cv import FoldScore, iter_cv
 from mlops_ray.tune.estimators import EstimatorFactory
+from mlops_ray.tune.warm_start import WarmStartPath, iter_path_cv
 
 
 @dataclass
@@ -57,6 +63,7 @@ class TrialSpec:
     mode: str
     cpus: float
     worst: float
+    path: WarmStartPath | None = None  # shared warm-start paths (warm_start.py), with the search's FoldStore
 
     @property
     def key(self) -> str:
@@ -82,7 +89,25 @@ def _running(done: list[dict[str, float]], metric: str) -> tuple[float, float]:
     return float(np.nanmean(v)), float(np.nanstd(v))
 
 
-def cv_trial(config: dict[str, Any], data: TrialData, spec: TrialSpec) -> None:
+def _fold_scores(config: dict[str, Any], data: TrialData, spec: TrialSpec, n_jobs: int, store: Any,
+                 reused: list[int]) -> Iterator[FoldScore]:
+    """The sklearn folds of ``config``: grown here or read from a path another trial grew (counted in ``reused``)."""
+    path = spec.path
+    if path is None or store is None or spec.factory.params_for(config).get(path.param) not in path.sizes:
+        yield from iter_cv(spec.factory, config, data.X, data.y, data.folds, data.task, data.n_classes, n_jobs)
+        return
+    from ray import tune
+
+    from mlops_ray.tune.fold_store import RayFoldSource
+
+    source = RayFoldSource(store, path.group(spec.factory.params_for(config)), tune.get_context().get_trial_id())
+    for fs, grown in iter_path_cv(spec.factory, config, path, data.X, data.y, data.folds, data.task,
+                                  data.n_classes, n_jobs, source):
+        reused[0] += not grown
+        yield fs
+
+
+def cv_trial(config: dict[str, Any], data: TrialData, spec: TrialSpec, store: Any = None) -> None:
     """The function trainable: run the folds of ``config`` and report as they finish."""
     from ray import tune
 
@@ -125,11 +150,15 @@ def cv_trial(config: dict[str, Any], data: TrialData, spec: TrialSpec) -> None:
                      "fold_done": False, "epoch": epoch, "elapsed_s": time.perf_counter() - t0, "final": False,
                      **{f"epoch_{m}": v for m, v in metrics.items()}})
 
+    reused = [0]
     try:
-        for fs in iter_cv(spec.factory, config, data.X, data.y, data.folds, data.task, data.n_classes, n_jobs,
-                          on_epoch=on_epoch if torch_kind else None):
-            if not torch_kind:
-                report_fold(fs)
+        if torch_kind:
+            for _ in iter_cv(spec.factory, config, data.X, data.y, data.folds, data.task, data.n_classes, n_jobs,
+                             on_epoch=on_epoch):
+                pass  # reported per epoch by on_epoch
+        else:
+            for fs in _fold_scores(config, data, spec, n_jobs, store, reused):
+                report_fold(fs, {"folds_reused": reused[0]} if spec.path is not None else None)
     except Exception as e:  # the estimator rejected this config: record it, do not retry a deterministic error
         tune.report({**base, spec.key: spec.worst, f"{spec.key}_std": float("nan"), "folds_done": len(done),
                      "final": True, "trial_error": f"{type(e).__name__}: {e}",

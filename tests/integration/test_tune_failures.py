@@ -56,6 +56,59 @@ def test_trial_whose_worker_is_killed_is_retried(ray_session: str, runtime: Runt
     assert child.data.tags["mlops_ray.num_failures"] == "1" and child.info.status == "FINISHED"
 
 
+def _trial_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ImplicitFunc" in " ".join(p.info["cmdline"] or [])}
+
+
+def _kill_a_grower(store_name: str, before: set[int], killed: list[int], timeout_s: float = 90.0) -> None:
+    """Once a trial holds a claim on a fold it grows, kill a trial process of this search."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            claimed = ray.get(ray.get_actor(store_name).stats.remote())["claimed"]
+        except ValueError:  # the store is not up yet
+            claimed = 0
+        new = sorted(_trial_pids() - before)
+        if claimed and new:
+            os.kill(new[0], signal.SIGKILL)
+            killed.append(new[0])
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_worker_killed_while_growing_a_shared_path_is_retried_and_nobody_waits_for_its_claim(
+        ray_session: str, runtime: Runtime) -> None:
+    from mlops_ray.tune import cross_validate
+    from mlops_ray.tune.estimators import make_factory
+    from mlops_ray.tune.fold_store import store_name
+    from mlops_ray.tune.search import experiment_name
+
+    model = {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"n_jobs": 1}}
+    space = {"n_estimators": {"grid": [50, 600]}}  # one group: both trials need the same three paths
+    cfg = parse_config(tune_config(model=model, search="grid", max_failures=2, search_space=space))
+    prepared = make_prepared(n=1500, n_folds=3)
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_grower, daemon=True,
+                              args=(store_name(experiment_name(cfg, prepared)), _trial_pids(), killed))
+    killer.start()
+    t0 = time.monotonic()
+    result = run_search(cfg, runtime, prepared)
+    elapsed = time.monotonic() - t0
+    killer.join(5)
+    assert len(killed) == 1
+    assert result.n_completed == 2 and sum(t.num_failures for t in result.trials) == 1
+    factory = make_factory("sklearn", model["estimator"], "classification", model["params"], list(space), 0)
+    for t in result.trials:
+        assert t.fold_scores == cross_validate(factory, t.config, prepared.X_train, prepared.y_train, prepared.folds,
+                                               "classification", 2).values("accuracy").tolist()
+    assert elapsed < 300  # a lost claim would have held the other trial for the 600 s stale limit
+
+
 DRIVER = """
 import sys
 sys.path.insert(0, {repo!r})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,49 @@ def test_same_seed_same_search(ray_session: str, runtime: Runtime) -> None:
     assert [t.config for t in a.trials] == [t.config for t in b.trials]
     assert [t.fold_scores for t in a.trials] == [t.fold_scores for t in b.trials]
     assert a.holdout_metrics == b.holdout_metrics
+
+
+RF_GRID = {"n_estimators": {"grid": [4, 10, 25]}, "max_depth": {"grid": [3, None]}}
+
+
+@pytest.mark.parametrize(("cpu", "scheduler"), [(1, "fifo"), (2, "fifo"), (1, "asha")])
+def test_grid_over_n_estimators_grows_each_fold_once_with_the_separate_fits_scores(
+        ray_session: str, runtime: Runtime, cpu: int, scheduler: str) -> None:
+    from mlops_ray.tune import cross_validate
+    from mlops_ray.tune.estimators import make_factory
+
+    model = {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"n_jobs": 1, "max_features": 0.5}}
+    cfg = parse_config(tune_config(model=model, search="grid", search_space=RF_GRID, scheduler=scheduler,
+                                   resources={"cpu": cpu}, asha={"grace_period": 1, "reduction_factor": 2}))
+    prepared = make_prepared(n=240, n_folds=3)
+    result = run_search(cfg, runtime, prepared)
+
+    assert result.search_settings["warm_start_path"] == "n_estimators [4, 10, 25]"
+    factory = make_factory("sklearn", model["estimator"], "classification", model["params"], list(RF_GRID), 0)
+    for t in result.trials:
+        alone = cross_validate(factory, t.config, prepared.X_train, prepared.y_train, prepared.folds,
+                               "classification", 2).values("accuracy").tolist()
+        if t.status == "completed":
+            assert t.fold_scores == alone, t.config  # exactly the scores of fitting each size on its own
+        else:
+            assert t.status == "stopped_early" and all(v in alone for v in t.fold_scores), t
+    if scheduler == "fifo":
+        assert result.n_completed == 6
+        # 2 groups (max_depth) x 3 folds grown once each; the other 12 trial folds read a grown path
+        assert sum(t.folds_reused for t in result.trials) == 6 * 3 - 2 * 3
+    client = MlflowClient(runtime.tracking_uri)
+    assert client.get_run(result.parent_run_id).data.params["search.warm_start_path"] == "n_estimators [4, 10, 25]"
+    assert "folds_reused" in client.get_run(result.trials[0].run_id).data.metrics
+
+
+def test_a_path_whose_fit_raises_fails_every_trial_of_its_group_without_waiting(ray_session: str,
+                                                                               runtime: Runtime) -> None:
+    model = {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"max_depth": -1}}
+    cfg = parse_config(tune_config(model=model, search="grid", search_space={"n_estimators": {"grid": [3, 6]}}))
+    t0 = time.monotonic()
+    with pytest.raises(TuneError, match=r"no trial of 2 scored all 3 folds; errors: .*max_depth"):
+        run_search(cfg, runtime, make_prepared(n=120, n_folds=3))
+    assert time.monotonic() - t0 < 120  # the failed grower gave its claim back: nobody waited for it
 
 
 def test_asha_stops_bad_configs_after_their_first_folds(ray_session: str, runtime: Runtime) -> None:
