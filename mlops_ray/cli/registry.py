@@ -41,7 +41,7 @@ def _runtime(args: argparse.Namespace) -> Any:
 def _promote(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import RegistryError
     from mlops_ray.registry import promote
-    from mlops_ray.registry.store import missing_local_store
+    from mlops_ray.registry.store import missing_local_store, resolve_version
 
     rt = _runtime(args)
     if (missing := missing_local_store(rt)) is not None:
@@ -51,6 +51,13 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"{args.name} v{args.version} is already the champion; nothing moved")
     for m in moves:
         print(f"{args.name}: alias {m.describe()} by {m.actor} at {m.at} ({m.reason})")
+    tags = resolve_version(rt, args.name, args.version).tags if moves else {}
+    if tags.get("mlops_ray.gate.decision") == "rejected":  # allowed (that is what promote is for), but say so
+        was = next((m.replaced for m in moves if m.alias == "champion" and m.replaced), None)
+        undo = f"; `mlops-ray promote {args.name} {was}` undoes it" if was else ""
+        print(f"note: the promotion gate rejected v{args.version} when it was registered "
+              f"({tags.get('mlops_ray.gate.reason', 'no reason recorded')}); it is the champion because you "
+              f"promoted it{undo}")
     from mlops_ray.serve.head import read_head
 
     if moves and read_head(rt) is not None:  # a server runs from this workdir: it does not follow the alias

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from mlops_ray.exceptions import TuneError
+from mlops_ray.exceptions import SearchSpaceError, TuneError
 from mlops_ray.tune.estimators import EstimatorFactory, make_factory
 from mlops_ray.tune.metrics import METRIC_NAMES, MetricSpec, resolve_metric
 from mlops_ray.tune.spaces import ParamDomain, check_for_searcher, parse_space
@@ -60,12 +61,39 @@ def check_before_trials(cfg: PipelineConfig, metric: MetricSpec | None, factory:
             not hasattr(factory.build({}), "predict_proba"):
         raise TuneError(f"tune.metric {metric.name!r} needs class probabilities, which {ts.model.estimator} does not "
                         "give with these params (e.g. SVC needs probability: true); pick accuracy or f1_macro")
+    if factory.kind == "torch_mlp":
+        _check_torch_values(factory, domains, ts.resources.gpu)
     if ts.scheduler == "asha":
         max_t = asha_max_t(factory.kind, n_folds, domains, ts.model.params)
         if ts.asha.grace_period > max_t:
             per = "fold x epoch" if factory.kind == "torch_mlp" else "fold"
             raise TuneError(f"tune.asha.grace_period {ts.asha.grace_period} is more than the {max_t} results a trial "
                             f"reports (one per {per}); set it to at most {max_t}")
+
+
+def _candidates(d: ParamDomain) -> list[Any]:
+    """The values to check of a searched parameter: all listed ones, or both ends of a range."""
+    if d.kind in ("grid", "choice"):
+        return list(d.values)
+    if d.kind == "randint":
+        return [int(d.low), int(d.high)]
+    return [d.low, math.nextafter(d.high, d.low)]  # uniform/loguniform draw from [low, high)
+
+
+def _check_torch_values(factory: EstimatorFactory, domains: list[ParamDomain], gpu: float) -> None:
+    """Every value a torch_mlp trial may get is one it accepts (else every such trial fails or truncates)."""
+    for d in domains:
+        for v in _candidates(d):
+            try:
+                factory.cls(**{**factory.fixed, d.name: v}).check_params()
+            except ValueError as e:
+                raise SearchSpaceError(f"tune.search_space.{d.name}: {e}") from None
+    searched = next((d for d in domains if d.name == "device"), None)
+    devices = list(searched.values) if searched else [factory.fixed.get("device", "auto")]
+    if gpu == 0 and any(str(v).startswith("cuda") for v in devices):
+        where = "tune.search_space.device" if searched else "tune.model.params.device"
+        raise TuneError(f"{where}: cuda needs a GPU per trial, and tune.resources.gpu is 0; set tune.resources.gpu "
+                        "(1, or 0.25 for four trials per GPU) or use device: auto (CUDA when the trial has a GPU)")
 
 
 __all__ = ["asha_max_t", "check_before_trials", "check_config"]

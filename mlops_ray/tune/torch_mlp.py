@@ -8,6 +8,8 @@ assigned, so a trial without a GPU sees none) and on the CPU otherwise: the same
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,10 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+INT_PARAMS = ("epochs", "width", "depth", "batch_size")
+FLOAT_PARAMS = ("lr", "dropout", "weight_decay")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -62,7 +68,16 @@ class _TorchMLPBase(BaseEstimator):
         return nn.Sequential(*layers)
 
     def check_params(self) -> None:
-        """ValueError naming the first parameter out of range (and the range)."""
+        """ValueError naming the first parameter of the wrong type or out of range (and what it must be)."""
+        for name in INT_PARAMS + FLOAT_PARAMS:
+            v = getattr(self, name)
+            number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+            if name in INT_PARAMS and not (number and float(v).is_integer()):
+                # int() would quietly train 2 epochs for 2.5; a uniform range gives fractions: use randint
+                raise ValueError(f"TorchMLP parameter {name}={v!r} must be a whole number (in a search space: "
+                                 "grid/choice of integers, or randint)")
+            if not number:
+                raise ValueError(f"TorchMLP parameter {name}={v!r} must be a number")
         checks = {"epochs": (self.epochs >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"), "width": (self.width >= 1, ">= 1"),
                   "depth": (self.depth >= 0, ">= 0"), "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
                   "batch_size": (self.batch_size >= 1, ">= 1"), "weight_decay": (self.weight_decay >= 0, ">= 0")}
@@ -70,6 +85,9 @@ class _TorchMLPBase(BaseEstimator):
         if bad:
             raise ValueError(f"TorchMLP parameter {bad[0]}={getattr(self, bad[0])!r} is out of range "
                              f"(must be {checks[bad[0]][1]})")
+        if not (self.device in ("auto", "cpu", "cuda") or
+                (isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device))):
+            raise ValueError(f"TorchMLP parameter device={self.device!r} must be auto, cpu or cuda")
 
     def _n_out(self, y: np.ndarray) -> int:
         raise NotImplementedError

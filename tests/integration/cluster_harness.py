@@ -39,7 +39,10 @@ def _trial_actors() -> list[dict]:
 
 def say(text: str) -> None:
     """One answer line, marked: Ray may print to stdout too."""
-    print("HARNESS " + text, flush=True)
+    # One write of the whole line: Ray's processes share this stdout, and print() writes the newline
+    # separately, so a raylet's death message could land between the answer and its end of line.
+    sys.stdout.write(f"HARNESS {text}\n")
+    sys.stdout.flush()
 
 
 def main() -> None:

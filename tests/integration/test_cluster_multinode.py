@@ -54,8 +54,9 @@ class Harness:
 
         def reader() -> None:
             for line in self.proc.stdout:  # type: ignore[union-attr]
-                if line.startswith("HARNESS "):
-                    out.append(line[len("HARNESS "):])
+                at = line.find("HARNESS ")  # anywhere: Ray's own output may share the line
+                if at >= 0:
+                    out.append(line[at + len("HARNESS "):])
                     return
 
         t = threading.Thread(target=reader, daemon=True)
@@ -63,7 +64,8 @@ class Harness:
         t.join(timeout)
         if not out:
             raise RuntimeError(f"cluster harness gave no answer in {timeout}s (exit code {self.proc.poll()})")
-        return json.loads(out[0])
+        # The answer is the first JSON object on the line; another process's output may follow it.
+        return json.JSONDecoder().raw_decode(out[0].strip())[0]  # type: ignore[no-any-return]
 
     def ask(self, cmd: str, timeout: float = 60) -> dict:
         assert self.proc.stdin is not None

@@ -49,3 +49,48 @@ def test_bad_parameter_and_unfitted_use_are_errors() -> None:
         TorchMLPClassifier(dropout=1.5).fit(np.zeros((4, 2)), np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="not fitted"):
         TorchMLPClassifier().predict(np.zeros((1, 2)))
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"epochs": 2.5}, "epochs=2.5 must be a whole number"),
+    ({"width": "abc"}, "width='abc' must be a whole number"),
+    ({"lr": "fast"}, "lr='fast' must be a number"),
+    ({"depth": True}, "depth=True must be a whole number"),
+    ({"device": "tpu"}, "device='tpu' must be auto, cpu or cuda"),
+])
+def test_parameters_of_the_wrong_type_are_refused_not_truncated(params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TorchMLPClassifier(**params).check_params()
+    TorchMLPClassifier(epochs=3.0, device="cuda:1").check_params()  # a whole float and a device index are fine
+
+
+@pytest.mark.parametrize(("space", "fixed", "resources", "message"), [
+    ({"epochs": {"grid": [2, 2.5]}}, {}, {}, r"tune.search_space.epochs: .*epochs=2.5 must be a whole number"),
+    ({"width": {"choice": ["abc", 32]}}, {}, {}, r"tune.search_space.width: .*width='abc'"),
+    ({"dropout": {"uniform": [0.2, 1.5]}}, {}, {}, r"tune.search_space.dropout: .*out of range \(must be in \[0, 1\)"),
+    ({"epochs": {"uniform": [1, 10]}}, {}, {}, r"tune.search_space.epochs: .*whole number .*randint"),
+    ({"lr": {"loguniform": [1e-4, 1e-2]}}, {"device": "cuda"}, {}, r"tune.model.params.device: cuda needs a GPU"),
+    ({"device": {"grid": ["cpu", "cuda"]}}, {}, {}, r"tune.search_space.device: cuda needs a GPU"),
+])
+def test_search_values_a_torch_trial_would_reject_are_refused_before_the_search(
+        space: dict, fixed: dict, resources: dict, message: str) -> None:
+    from mlops_ray.config import parse_config
+    from mlops_ray.exceptions import TuneError
+    from mlops_ray.tune import check_config
+    from tests.tune_helpers import tune_config
+
+    cfg = parse_config(tune_config(model={"kind": "torch_mlp", "params": fixed}, search="random",
+                                   search_space=space, resources=resources))
+    with pytest.raises(TuneError, match=message):
+        check_config(cfg)
+
+
+def test_a_torch_space_inside_the_ranges_passes_and_cuda_with_a_gpu_is_allowed() -> None:
+    from mlops_ray.config import parse_config
+    from mlops_ray.tune import check_config
+    from tests.tune_helpers import tune_config
+
+    space = {"dropout": {"uniform": [0.0, 1.0]}, "epochs": {"randint": [1, 4]}, "width": {"choice": [16, 32]},
+             "lr": {"loguniform": [1e-4, 1e-1]}, "device": {"choice": ["auto", "cuda"]}}
+    check_config(parse_config(tune_config(model={"kind": "torch_mlp"}, search="random", search_space=space,
+                                          resources={"cpu": 1, "gpu": 0.5})))
