@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--version", help="model version (default: the champion, else the newest logged version)")
     m.add_argument("--reference", help="reference profile JSON (default: the one logged with the model)")
     m.add_argument("--all-versions", action="store_true", help="scan the logs of every version (one schema)")
+    m.add_argument("--since", metavar="WHEN", help="judge only the rows logged since WHEN: a duration before now "
+                   "(24h, 30m, 7d; with --every, counted from each run) or an ISO time (2026-11-27T10:00Z)")
     m.add_argument("--every", type=float, nargs="?", const=-1.0, metavar="SECONDS",
                    help="repeat every SECONDS (alone: the config's monitor.schedule_s); Ctrl-C stops")
     m.add_argument("--engine", choices=["auto", "ray", "local"], default="auto",
@@ -38,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_args(r)
     r.add_argument("--force", action="store_true", help="retrain without asking the monitor")
     r.add_argument("--version", help="model version the monitor judges (default: the champion)")
+    r.add_argument("--since", metavar="WHEN", help="the monitor judges only the rows logged since WHEN (as for "
+                   "monitor --since; the retrain itself uses every labelled row)")
     r.add_argument("--steps", help="pipeline steps for the retrained model (default: the config's)")
     r.add_argument("--no-cache", action="store_true", help="rerun tune+register even if an identical run exists")
     r.set_defaults(func=_retrain)
@@ -55,6 +59,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 def _monitor(args: argparse.Namespace) -> int:
     from mlops_ray.exceptions import ConfigError, MonitorError
     from mlops_ray.monitor.run import run_monitor
+    from mlops_ray.monitor.window import parse_since
 
     if args.name.endswith((".yaml", ".yml")) and os.path.isfile(args.name):
         raise ConfigError(f"monitor takes the registered model's name, not a config file: mlops-ray monitor NAME "
@@ -71,6 +76,8 @@ def _monitor(args: argparse.Namespace) -> int:
         raise ConfigError(f"--count N must be at least 1, got {args.count}")
     if args.count is not None and every is None:
         raise ConfigError("--count counts the runs of a schedule: add --every SECONDS")
+    if args.since is not None:
+        parse_since(args.since)  # a typo fails now, not at each run of a schedule
     runs = 0
     advised = False  # any run of a --count schedule advised retraining: cron/CI must hear of it
     while True:
@@ -78,7 +85,8 @@ def _monitor(args: argparse.Namespace) -> int:
         try:
             rep = run_monitor(cfg, rt, args.name, args.version, reference=args.reference,
                               all_versions=args.all_versions, engine=args.engine,
-                              log_to_mlflow=not args.no_mlflow)
+                              log_to_mlflow=not args.no_mlflow,
+                              since=parse_since(args.since) if args.since is not None else None)
         except MonitorError as e:
             if every is None:
                 raise
@@ -101,9 +109,12 @@ def _retrain(args: argparse.Namespace) -> int:
 
     cfg, rt = load(args)
     from mlops_ray.cli._common import parse_steps
+    from mlops_ray.monitor.window import parse_since
 
     steps = parse_steps(args.steps)
-    result = retrain(cfg, rt, force=args.force, version=args.version, steps=steps, use_cache=not args.no_cache)
+    since = parse_since(args.since) if args.since is not None else None
+    result = retrain(cfg, rt, force=args.force, version=args.version, steps=steps, use_cache=not args.no_cache,
+                     since=since)
     if result.monitor is not None:
         print(result.monitor.summary())
     print(result.summary())

@@ -33,9 +33,12 @@ class BlockSummary:
     versions: dict[str, int] = field(default_factory=dict)
 
 
-def block_summary(batch: pd.DataFrame, profile: ReferenceProfile, feedback: Mapping[str, tuple[str, float]]
-                  ) -> BlockSummary:
-    """Counts of one block of log rows, plus its rows joined to ``feedback`` (key -> (label, label_value))."""
+def block_summary(batch: pd.DataFrame, profile: ReferenceProfile, feedback: Mapping[str, tuple[str, float]],
+                  since: pd.Timestamp | None = None) -> BlockSummary:
+    """Counts of one block of log rows, plus its rows joined to ``feedback`` (key -> (label, label_value));
+    ``since``: only the rows logged at or after it."""
+    if since is not None and "timestamp" in batch.columns:
+        batch = batch[batch["timestamp"] >= since]
     pred = batch["prediction"] if "prediction" in batch.columns else None
     counts = count_frame(profile, batch, pred)
     labelled = pd.DataFrame({c: [] for c in LABELLED_COLUMNS})

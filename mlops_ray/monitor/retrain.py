@@ -205,8 +205,11 @@ def retrain(
     steps: list[str] | None = None,
     use_cache: bool = True,
     log_dir: str | Path | None = None,
+    since: datetime | None = None,
 ) -> RetrainResult:
-    """Retrain when the monitor says so (or ``force``): combined data through the whole pipeline."""
+    """Retrain when the monitor says so (or ``force``): combined data through the whole pipeline.
+
+    ``since``: the monitor judges only the rows logged since then; the retrain uses every labelled row."""
     from mlops_ray.pipeline import connect_for_steps
 
     name = name or cfg.model_name
@@ -222,7 +225,7 @@ def retrain(
     if report is None and not force:
         from mlops_ray.monitor.run import run_monitor
 
-        report = run_monitor(cfg, runtime, name, version, log_dir=log_dir)
+        report = run_monitor(cfg, runtime, name, version, log_dir=log_dir, since=since)
     if not force:
         assert report is not None
         if not report.decision.retrain:

@@ -83,9 +83,9 @@ def check_log_schema(files: list[Path], expected: list[str], reference: str | No
         )
 
 
-def _summarise(batch: pd.DataFrame, profile: dict[str, Any], feedback: dict[str, tuple[str, float]]
-               ) -> dict[str, list[bytes]]:
-    summary = block_summary(batch, load_profile(profile), feedback)
+def _summarise(batch: pd.DataFrame, profile: dict[str, Any], feedback: dict[str, tuple[str, float]],
+               since: pd.Timestamp | None = None) -> dict[str, list[bytes]]:
+    summary = block_summary(batch, load_profile(profile), feedback, since)
     return {"summary": [pickle.dumps(summary)]}
 
 
@@ -102,22 +102,23 @@ def scan_engine(files: list[Path], engine: str = "auto") -> str:
 
 
 def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, tuple[str, float]],
-              engine: str = "ray") -> BlockSummary:
+              engine: str = "ray", since: datetime | None = None) -> BlockSummary:
     """Counts and labelled rows of all ``files``: per block with Ray Data (``ray``), merged on the driver;
-    ``local`` runs the same per-file summaries in this process."""
+    ``local`` runs the same per-file summaries in this process. ``since``: only rows logged at or after it."""
+    cut = pd.Timestamp(since) if since is not None else None
     # Only what the summaries need: ids only when there are labels to join (strings are the costly part).
     ids = ["request_id", "row"] if feedback else []
     wanted = [*ids, "timestamp", "prediction", *profile.column_names]
     present = set(pq.read_schema(files[0]).names)
     columns = [c for c in wanted if c in present]
     if engine == "local":
-        return merge_summaries((block_summary(pd.read_parquet(f, columns=columns), profile, feedback)
+        return merge_summaries((block_summary(pd.read_parquet(f, columns=columns), profile, feedback, cut)
                                 for f in files), profile)
     import ray.data
 
     ds = ray.data.read_parquet([str(f) for f in files], columns=columns)
     rows = ds.map_batches(_summarise, batch_format="pandas", batch_size=None,
-                          fn_kwargs={"profile": profile.to_dict(), "feedback": feedback}).take_all()
+                          fn_kwargs={"profile": profile.to_dict(), "feedback": feedback, "since": cut}).take_all()
     return merge_summaries((pickle.loads(r["summary"]) for r in rows), profile)
 
 
@@ -129,6 +130,18 @@ def _task(cfg: PipelineConfig | None, files: list[Path], profile: ReferenceProfi
     if profile.target is not None:
         return "classification" if profile.target.kind == "categorical" else "regression"
     return "regression"
+
+
+def _files_in_window(files: list[Path], since: datetime, name: str, version: str) -> list[Path]:
+    from mlops_ray.monitor.window import files_since
+
+    kept = files_since(files, since)
+    if not kept:
+        newest = datetime.fromtimestamp(max(f.stat().st_mtime for f in files), UTC)
+        raise MonitorError(f"no prediction of {name} v{version} was logged since {since.isoformat(timespec='seconds')}"
+                           f" (the newest log file is from {newest.isoformat(timespec='seconds')}); widen --since "
+                           "or wait for traffic")
+    return kept
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -146,13 +159,15 @@ def run_monitor(
     engine: str = "auto",
     write_report: bool = True,
     log_to_mlflow: bool = True,
+    since: datetime | None = None,
 ) -> MonitorReport:
     """Drift, live performance and the retrain decision for one model version's prediction log.
 
     ``version`` None: the registry's champion, else the newest version with logs. ``all_versions``
     scans the logs of every version (more traffic for the input-drift tests; all must share a schema).
     ``engine``: ``ray`` (Ray Data; Ray must be connected), ``local`` (this process), or ``auto`` (local
-    below 32 MiB of log files, Ray Data above).
+    below 32 MiB of log files, Ray Data above). ``since`` (aware datetime): judge only the rows logged at or
+    after it (``window.parse_since`` reads ``24h`` or an ISO time), e.g. the traffic since the last retrain.
     """
     if name is None:
         if cfg is None:
@@ -179,6 +194,9 @@ def run_monitor(
             f"prediction log of {name} v{version} is empty ({folder / ('v' + version)} has no files); "
             f"versions with logs: {logged}. Pass --version, or wait for traffic"
         )
+    if since is not None:
+        files = _files_in_window(files, since, name, version)
+        notes.append(f"window: rows logged since {since.isoformat(timespec='seconds')}")
     if all_versions:
         notes.insert(0, f"logs of every version scanned ({', '.join('v' + v for v in logged_versions(folder))}); "
                         f"the reference and the holdout baseline are v{version}'s")
@@ -199,7 +217,10 @@ def run_monitor(
         from mlops_ray.runtime import connect_ray
 
         connect_ray(runtime)  # a no-op when connected
-    total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {}, used)
+    total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {}, used, since)
+    if since is not None and total.counts.n_rows == 0:
+        raise MonitorError(f"no prediction of {name} v{version} was logged since {since.isoformat(timespec='seconds')};"
+                           " widen --since or wait for traffic")
     notes.append(f"scanned {len(files)} files with {'Ray Data' if used == 'ray' else 'one local process'}")
     drift = compute_drift(profile, total.counts, spec.drift)
     metric = "accuracy" if task == "classification" else (

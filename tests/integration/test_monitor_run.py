@@ -36,14 +36,17 @@ def _cfg(name: str = "churn", **monitor: object) -> object:
                          "monitor": {"drift": {"min_rows": 100}, **monitor}})
 
 
-def _log(runtime: Runtime, df: pd.DataFrame, version: int = 1, name: str = "churn", start: int = 0) -> list[str]:
+def _log(runtime: Runtime, df: pd.DataFrame, version: int = 1, name: str = "churn", start: int = 0,
+         at: float | None = None) -> list[str]:
+    """Log ``df`` as served predictions (``at``: their time, default now)."""
     ids = [f"v{version}-{start + i}" for i in range(len(df))]
     labels, proba = _predict(df)
     with PredictionLogger(predictions_dir(runtime), 1.0, flush_rows=150, flush_interval_s=60, model_name=name,
                           version=version, classes=CLASSES, feature_types={"age": "double", "income": "double",
                                                                           "city": "string"}) as lg:
         for s in range(0, len(df), 50):  # many small batches, several files
-            lg.log(df.iloc[s:s + 50], labels[s:s + 50], proba[s:s + 50], ids[s:s + 50])
+            stamps = None if at is None else [at] * len(df.iloc[s:s + 50])
+            lg.log(df.iloc[s:s + 50], labels[s:s + 50], proba[s:s + 50], ids[s:s + 50], stamps)
             if s % 150 == 100:
                 lg.flush()  # several files, as several flush intervals would make
     return ids
@@ -101,6 +104,33 @@ def test_injected_drift_triggers_retrain(ray_session: str, runtime: Runtime, ref
     city = next(f for f in rep.drift.features if f.name == "city")
     assert "zz" in city.new_categories
     assert "unknown" in rep.summary()  # no feedback: said, not an error
+
+
+def test_since_judges_only_the_recent_rows(ray_session: str, runtime: Runtime, reference: object) -> None:
+    import os
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    rng = np.random.default_rng(4)
+    two_days_ago = time.time() - 2 * 86400
+    _log(runtime, _frame(rng, 400, shift=1.5), at=two_days_ago)  # drifted, before the retrain
+    folder = predictions_dir(runtime) / "churn" / "v1"
+    old_files = sorted(folder.glob("*.parquet"))
+    for f in old_files[:2]:  # two of them as they would be on disk: written then (skipped unread)
+        os.utime(f, (two_days_ago, two_days_ago))
+    _log(runtime, _frame(rng, 300), start=1000)  # healthy, since
+    assert run_monitor(_cfg(), runtime, "churn", 1, reference=reference, write_report=False).retrain
+    since = datetime.now(UTC) - timedelta(hours=1)
+    for engine in ("local", "ray"):
+        rep = run_monitor(_cfg(), runtime, "churn", 1, reference=reference, write_report=False, engine=engine,
+                          since=since)
+        assert rep.n_rows == 300 and not rep.drift.drift_detected and not rep.retrain, engine
+        assert rep.n_files == len(list(folder.glob("*.parquet"))) - 2
+        assert any(n.startswith("window: rows logged since ") for n in rep.notes)
+        assert rep.time_range[0] >= pd.Timestamp(since)
+    with pytest.raises(MonitorError, match=r"no prediction of churn v1 was logged since .*widen --since"):
+        run_monitor(_cfg(), runtime, "churn", 1, reference=reference, write_report=False,
+                    since=datetime.now(UTC))
 
 
 def test_too_few_rows_are_not_judged(ray_session: str, runtime: Runtime, reference: object) -> None:
@@ -185,6 +215,10 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert f"mlops-ray monitor NAME --config {cfg_path}" in capsys.readouterr().err
     assert main([*base, "--every", "0.1", "--count", "2", "--fail-on-retrain"]) == 3
     assert capsys.readouterr().out.count("decision: RETRAIN") == 2
+    assert main([*base, "--since", "1h", "--json"]) == 0  # every row was logged just now
+    assert json.loads(capsys.readouterr().out)["rows"] == 300
+    assert main([*base, "--since", "yesterday", "--every", "0.1"]) == 1  # refused before the first run
+    assert "--since 'yesterday' is neither a duration" in capsys.readouterr().err
 
 
 def test_all_versions_says_whose_logs_it_scanned(ray_session: str, runtime: Runtime, reference: object) -> None:

@@ -1,0 +1,37 @@
+"""The time window a monitor run judges (``--since``): parsing it, and the log files that can hold its rows."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mlops_ray.exceptions import MonitorError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``24h``, ``30m``, ``7d``, ``2w``, ``90s`` (that long before ``now``) or an ISO 8601 time (UTC if it
+    names no zone) -> an aware UTC datetime."""
+    now = now or datetime.now(UTC)
+    t = text.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", t)
+    if m:
+        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        when = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise MonitorError(f"--since {text!r} is neither a duration (24h, 30m, 7d, 2w, 90s) nor an ISO time "
+                           "(2026-11-27 or 2026-11-27T10:00:00Z)") from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when > now:
+        raise MonitorError(f"--since {text!r} is in the future (now is {now.isoformat(timespec='seconds')})")
+    return when
+
+
+def files_since(files: list[Path], since: datetime) -> list[Path]:
+    """The files that may hold rows logged at or after ``since``: a log file is renamed into place when it is
+    flushed, so its modification time is at or after its newest row, and an older file holds no such row."""
+    cut = since.timestamp()
+    return [f for f in files if f.stat().st_mtime >= cut]
