@@ -13,6 +13,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,8 @@ def to_jsonable(obj: Any, depth: int = 0) -> Any:
         return obj
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, date):  # datetime and pandas' Timestamp too: ISO text, not a repr
+        return None if obj != obj else obj.isoformat()  # NaT is not equal to itself
     if hasattr(obj, "to_dict") and callable(obj.to_dict) and not hasattr(obj, "columns"):
         try:
             return to_jsonable(obj.to_dict(), depth + 1)
@@ -209,11 +212,13 @@ def deploy(argv: Sequence[str] | None = None) -> int:
 def retrain(argv: Sequence[str] | None = None) -> int:
     p = _parser("retrain", "Retrain when the monitor says so (or always with --force), then gate and roll out.")
     p.add_argument("--force", action="store_true", help="retrain even if the trigger did not fire")
+    p.add_argument("--since", help="the monitor judges only the rows logged since then (24h, 7d, an ISO time)")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import monitor
+    from mlops_ray.monitor.window import parse_since
     _connect(rt)
-    result = monitor.retrain(cfg, rt, force=args.force)
+    result = monitor.retrain(cfg, rt, force=args.force, since=parse_since(args.since) if args.since else None)
     _emit(rt, "retrain", {"retrain": to_jsonable(result)})
     return 0
 
@@ -221,11 +226,14 @@ def retrain(argv: Sequence[str] | None = None) -> int:
 def monitor_job(argv: Sequence[str] | None = None) -> int:
     p = _parser("monitor", "Join predictions with feedback, test drift, write the report, decide on retraining.")
     p.add_argument("--version", help="model version whose predictions to analyse (default: the champion)")
+    p.add_argument("--since", help="only the rows logged since then (24h, 7d, an ISO time)")
     args = p.parse_args(argv)
     cfg, rt = load_job(args)
     from mlops_ray import monitor
+    from mlops_ray.monitor.window import parse_since
     _connect(rt)
-    result = monitor.run_monitor(cfg, rt, version=args.version)
+    result = monitor.run_monitor(cfg, rt, version=args.version,
+                                 since=parse_since(args.since) if args.since else None)
     _emit(rt, "monitor", {"monitor": to_jsonable(result)})
     return 0
 

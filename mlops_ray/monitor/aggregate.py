@@ -19,7 +19,7 @@ from mlops_ray.monitor.logger import BASE_COLUMNS, feedback_key
 from mlops_ray.monitor.profile import LiveCounts, ReferenceProfile, count_frame, empty_counts
 from mlops_ray.monitor.stats import Interval
 
-LABELLED_COLUMNS = ("timestamp", "prediction", "label", "label_value")
+LABELLED_COLUMNS = ("timestamp", "prediction", "label", "label_value", "model_version")
 
 
 @dataclass
@@ -53,6 +53,8 @@ def block_summary(batch: pd.DataFrame, profile: ReferenceProfile, feedback: Mapp
                 "prediction": batch["prediction"].to_numpy()[hit] if pred is not None else np.nan,
                 "label": [f[0] for f in found],
                 "label_value": [f[1] for f in found],
+                "model_version": (batch["model_version"].astype(str).to_numpy()[hit] if "model_version" in batch
+                                  else ""),
             })
     ts = batch["timestamp"] if "timestamp" in batch.columns and len(batch) else None
     versions = batch["model_version"].astype(str).value_counts().to_dict() if "model_version" in batch else {}

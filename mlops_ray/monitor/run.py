@@ -107,7 +107,7 @@ def scan_logs(files: list[Path], profile: ReferenceProfile, feedback: dict[str, 
     ``local`` runs the same per-file summaries in this process. ``since``: only rows logged at or after it."""
     cut = pd.Timestamp(since) if since is not None else None
     # Only what the summaries need: ids only when there are labels to join (strings are the costly part).
-    ids = ["request_id", "row"] if feedback else []
+    ids = ["request_id", "row", "model_version"] if feedback else []
     wanted = [*ids, "timestamp", "prediction", *profile.column_names]
     present = set(pq.read_schema(files[0]).names)
     columns = [c for c in wanted if c in present]
@@ -226,6 +226,11 @@ def run_monitor(
     metric = "accuracy" if task == "classification" else (
         cfg.tune.metric if cfg is not None and cfg.tune.metric in REGRESSION_METRICS else "r2")
     labelled = total.labelled
+    if all_versions and len(labelled):
+        # Drift pools every version's inputs; accuracy is the judged version's own, against its own holdout.
+        mine = labelled[labelled["model_version"].astype(str) == version]
+        notes.append(f"live {metric} from v{version}'s {len(mine)} labelled rows (of {len(labelled)} in all versions)")
+        labelled = mine
     if len(labelled):
         metric, live = overall_metric(labelled, task, metric)
         baseline = holdout_baseline(mv if mv is not None and str(mv.version) == version

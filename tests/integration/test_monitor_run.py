@@ -222,9 +222,18 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
 
 
 def test_all_versions_says_whose_logs_it_scanned(ray_session: str, runtime: Runtime, reference: object) -> None:
-    _log(runtime, _frame(np.random.default_rng(7), 150), version=1, name="multi")
-    _log(runtime, _frame(np.random.default_rng(8), 150), version=3, name="multi")
-    rep = run_monitor(_cfg("multi"), runtime, "multi", 3, reference=reference, all_versions=True,
-                      write_report=False)
-    assert rep.n_rows == 300 and rep.n_files >= 2
-    assert rep.notes[0].startswith("logs of every version scanned (v1, v3)") and "v3's" in rep.notes[0]
+    old_ids = _log(runtime, _frame(np.random.default_rng(7), 150), version=1, name="multi")
+    new_ids = _log(runtime, _frame(np.random.default_rng(8), 150), version=3, name="multi")
+    # v1 was always wrong, v3 always right: v3's accuracy must not be dragged down by v1's labels
+    flip = {"yes": "no", "no": "yes"}
+    v1_pred, _ = _predict(_frame(np.random.default_rng(7), 150))
+    v3_pred, _ = _predict(_frame(np.random.default_rng(8), 150))
+    record_feedback(predictions_dir(runtime), old_ids, [flip[p] for p in v1_pred], model_name="multi")
+    record_feedback(predictions_dir(runtime), new_ids[:100], list(v3_pred[:100]), model_name="multi")
+    for engine in ("local", "ray"):
+        rep = run_monitor(_cfg("multi"), runtime, "multi", 3, reference=reference, all_versions=True,
+                          write_report=False, engine=engine)
+        assert rep.n_rows == 300 and rep.n_files >= 2
+        assert rep.notes[0].startswith("logs of every version scanned (v1, v3)") and "v3's" in rep.notes[0]
+        assert rep.n_labelled == 100 and rep.performance.live.estimate == 1.0, engine
+        assert "live accuracy from v3's 100 labelled rows (of 250 in all versions)" in rep.notes

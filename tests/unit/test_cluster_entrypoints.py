@@ -65,6 +65,19 @@ def test_to_jsonable_handles_arrays_paths_and_nesting() -> None:
     assert out == {"a": "<ndarray shape=(3, 2)>", "p": "/x", "n": 3, "l": [1, 2]}
 
 
+def test_to_jsonable_writes_times_as_iso_text() -> None:
+    import datetime as dt
+
+    import pandas as pd
+
+    t = pd.Timestamp("2026-11-27 10:00:01.5", tz="UTC")
+    out = to_jsonable({"range": (t, pd.NaT), "when": dt.datetime(2026, 11, 27, tzinfo=dt.UTC),
+                       "day": dt.date(2026, 1, 2)})
+    assert out == {"range": ["2026-11-27T10:00:01.500000+00:00", None], "when": "2026-11-27T00:00:00+00:00",
+                   "day": "2026-01-02"}
+    json.dumps(out)
+
+
 def test_submit_dry_run_prints_the_submission(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.chdir(REPO)
     code = main(["submit", "examples/breast_cancer.yaml", "--dry-run", "--job", "batch_predict",
