@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scan with Ray Data (ray), in this process (local), or by log size (auto, default)")
     m.add_argument("--count", type=int, metavar="N", help="with --every: stop after N runs (default: until Ctrl-C)")
     m.add_argument("--no-mlflow", action="store_true", help="write the report files but log nothing to MLflow")
-    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m.add_argument("--json", action="store_true",
+                   help="print the whole report as JSON (what summary.json holds: per feature too)")
     m.add_argument("--fail-on-retrain", action="store_true", help=f"exit {EXIT_RETRAIN} when retraining is advised")
     add_runtime_args(m)
     m.set_defaults(func=_monitor)
@@ -94,7 +95,7 @@ def _monitor(args: argparse.Namespace) -> int:
             rep = None
         if rep is not None:
             advised = advised or rep.retrain
-            print_json(rep.summary_dict()) if args.json else print(rep.summary())
+            print_json(rep.to_dict()) if args.json else print(rep.summary())
         if every is None or (args.count is not None and runs >= args.count):
             if rep is None:
                 return 1  # the last run failed (its error is printed above)

@@ -205,6 +205,9 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert main([*base, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["retrain"] is True and "age" in out["material_features"] and Path(out["report"]).is_file()
+    saved = json.loads((Path(out["report"]).parent / "summary.json").read_text())  # written before its own path
+    assert {**out, "report": None, "mlflow_run_id": None} == {**saved, "report": None, "mlflow_run_id": None}
+    assert {f["name"] for f in out["drift"]["features"]} == {"age", "income", "city"}
     assert main(["monitor", "nobody", "--workdir", str(runtime.workdir)]) == 1
     assert "model 'nobody' is not registered" in capsys.readouterr().err
     # on a schedule a failing run is reported and retried at the next tick; the last one failing exits 1
