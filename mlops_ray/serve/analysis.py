@@ -18,6 +18,9 @@ import numpy as np
 
 MAX_SAMPLES = 5000  # per version and window: bounded memory under any load
 P99_FLOOR_MS = 1.0  # below this, latency differences are noise
+# A p99 of fewer samples is one or two requests (a GC pause): below this many on either side the latency
+# check compares the p90, which 10 samples already support.
+P99_MIN_SAMPLES = 100
 PSI_EPS = 1e-4
 
 
@@ -54,7 +57,10 @@ class WindowStats:
         return self.correct / self.labeled if self.labeled else None
 
     def p99_ms(self) -> float | None:
-        return float(np.percentile(np.fromiter(self.latencies_ms, float), 99)) if self.latencies_ms else None
+        return self.quantile_ms(99)
+
+    def quantile_ms(self, q: float) -> float | None:
+        return float(np.percentile(np.fromiter(self.latencies_ms, float), q)) if self.latencies_ms else None
 
 
 @dataclass(frozen=True)
@@ -120,12 +126,15 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
     if delta > th.max_error_rate_delta:
         failures.append(f"error rate {canary.error_rate:.1%} vs stable {stable.error_rate:.1%} "
                         f"(delta {delta:.1%} > {th.max_error_rate_delta:.1%})")
-    cp, sp = canary.p99_ms(), stable.p99_ms()
+    q = "p99" if min(len(canary.latencies_ms), len(stable.latencies_ms)) >= P99_MIN_SAMPLES else "p90"
+    cp, sp = canary.quantile_ms(int(q[1:])), stable.quantile_ms(int(q[1:]))
     if cp is not None and sp is not None:
         ratio = max(cp, P99_FLOOR_MS) / max(sp, P99_FLOOR_MS)
-        m.update(canary_p99_ms=round(cp, 2), stable_p99_ms=round(sp, 2), p99_ratio=round(ratio, 3))
+        m.update({"latency_quantile": q, f"canary_{q}_ms": round(cp, 2), f"stable_{q}_ms": round(sp, 2),
+                  f"{q}_ratio": round(ratio, 3)})
         if ratio > th.max_p99_ratio:
-            failures.append(f"p99 latency {cp:.1f} ms vs stable {sp:.1f} ms (ratio {ratio:.2f} > {th.max_p99_ratio})")
+            failures.append(f"{q} latency {cp:.1f} ms vs stable {sp:.1f} ms over {len(canary.latencies_ms)}/"
+                            f"{len(stable.latencies_ms)} requests (ratio {ratio:.2f} > {th.max_p99_ratio})")
     ca, sa = canary.accuracy, stable.accuracy
     labels_judge = ca is not None and sa is not None and min(canary.labeled, stable.labeled) >= th.min_labeled
     if labels_judge:
@@ -143,8 +152,8 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
     if failures:
         return Verdict("fail", "; ".join(failures), m)
     parts = [f"{canary.requests} requests", f"error delta {delta:+.1%}"]
-    if "p99_ratio" in m:
-        parts.append(f"p99 ratio {m['p99_ratio']}")
+    if "latency_quantile" in m:
+        parts.append(f"{m['latency_quantile']} ratio {m[m['latency_quantile'] + '_ratio']}")
     if labels_judge:  # the labels decided: say what they showed, not the stand-in
         parts.append(f"accuracy {ca:.3f} vs stable {sa:.3f} on {canary.labeled}/{stable.labeled} labels")
     elif "prediction_psi" in m:

@@ -38,12 +38,23 @@ def test_error_rate_delta_fails() -> None:
 
 
 def test_p99_ratio_fails() -> None:
-    v = analyze(window(200, latency=5.0), window(50, latency=30.0), TH)
-    assert v.verdict == "fail" and "p99" in v.reason and v.metrics["p99_ratio"] > 2
+    v = analyze(window(200, latency=5.0), window(150, latency=30.0), TH)
+    assert v.verdict == "fail" and "p99 latency" in v.reason and v.metrics["p99_ratio"] > 2
+    assert "over 150/200 requests" in v.reason and v.metrics["latency_quantile"] == "p99"
+
+
+def test_a_small_window_compares_the_p90_so_one_slow_request_does_not_roll_back() -> None:
+    canary = window(40, latency=5.0)
+    canary.record(400.0, ok=True, predictions=["a"])  # one pause: it is the p99 of 41 samples
+    v = analyze(window(200, latency=5.0), canary, TH)
+    assert v.verdict == "pass", v.reason
+    assert v.metrics["latency_quantile"] == "p90" and v.metrics["p90_ratio"] < 1.5 and "p90 ratio" in v.reason
+    v = analyze(window(200, latency=5.0), window(40, latency=30.0), TH)  # a slow canary still fails
+    assert v.verdict == "fail" and "p90 latency" in v.reason and "over 40/200 requests" in v.reason
 
 
 def test_p99_ratio_ignores_sub_millisecond_noise() -> None:
-    v = analyze(window(200, latency=0.01), window(50, latency=0.3), TH)
+    v = analyze(window(200, latency=0.01), window(150, latency=0.3), TH)
     assert v.verdict == "pass" and v.metrics["p99_ratio"] == 1.0
 
 
