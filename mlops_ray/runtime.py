@@ -174,6 +174,16 @@ def package_version() -> str:
         return "unknown"
 
 
+def config_code_version(source_file: str | None) -> str:
+    """The commit of the project a config belongs to: the checkout holding the config file, else the one
+    the command runs in (``mlops-ray run ~/proj/pipe.yaml`` from elsewhere), else ``unknown``."""
+    if source_file:
+        found = code_version(Path(source_file).resolve().parent)
+        if found:
+            return found
+    return code_version() or "unknown"
+
+
 def code_version(start: str | Path = ".") -> str | None:
     """The git commit of the project that runs (with ``-dirty`` when the tree has changes), if any.
 

@@ -33,7 +33,7 @@ from mlops_ray.registry.store import (
     move_aliases,
     restore_aliases,
 )
-from mlops_ray.runtime import Runtime, code_version, package_version, ray_job_id
+from mlops_ray.runtime import Runtime, config_code_version, package_version, ray_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def lineage_tags(cfg: PipelineConfig, result: Any, prepared: PreparedData) -> di
         "data_fingerprint": prepared.fingerprint,
         "config_hash": cfg.config_hash(),
         "train_config_hash": training_config_hash(cfg),
-        "code_version": code_version() or "unknown",
+        "code_version": config_code_version(cfg.source_file),
         "mlops_ray_version": package_version(),
         "search_run_id": str(result.parent_run_id),
         "ray_job_id": ray_job_id() or "none",

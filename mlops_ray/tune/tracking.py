@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from ray.tune import Callback
 
-from mlops_ray.runtime import code_version, package_version, ray_job_id
+from mlops_ray.runtime import config_code_version, package_version, ray_job_id
 from mlops_ray.tune.result import SearchResult, TrialSummary
 
 if TYPE_CHECKING:
@@ -292,8 +292,8 @@ def start_parent_run(client: Any, experiment_id: str, state: Any, cfg: PipelineC
         return str(rid)
     tags = {"mlops_ray.stage": "tune", "mlops_ray.data_fingerprint": prepared.fingerprint,
             "mlops_ray.config_hash": cfg.config_hash(), "mlops_ray.pipeline": cfg.name,
-            "mlops_ray.code_version": code_version() or "unknown", "mlops_ray.package_version": package_version(),
-            "mlops_ray.ray_job_id": ray_job_id() or ""}
+            "mlops_ray.code_version": config_code_version(cfg.source_file),
+            "mlops_ray.package_version": package_version(), "mlops_ray.ray_job_id": ray_job_id() or ""}
     run = client.create_run(experiment_id, run_name=f"{cfg.name}-search", tags=tags)
     params = [Param(f"search.{k}", json.dumps(v)[:6000] if not isinstance(v, str) else v)
               for k, v in settings.items() if v is not None]

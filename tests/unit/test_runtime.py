@@ -41,6 +41,18 @@ def test_code_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sha is not None and len(sha.split("-")[0]) == 40
 
 
+def test_config_code_version_is_the_configs_checkout_not_the_current_folder(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_ray.runtime import config_code_version
+
+    monkeypatch.delenv("MLOPS_RAY_CODE_VERSION", raising=False)
+    monkeypatch.chdir(tmp_path)  # a command run from outside any checkout
+    repo = Path(__file__).resolve().parents[2]
+    assert config_code_version(str(repo / "examples" / "breast_cancer.yaml")) == code_version(repo)
+    assert config_code_version(str(tmp_path / "pipe.yaml")) == "unknown"
+    assert config_code_version(None) == "unknown"
+
+
 def test_configuring_mlflow_leaves_the_environment_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
