@@ -106,7 +106,13 @@ def _bin_labels(col: ColumnProfile) -> list[str]:
     e = col.edges
     if e.size == 0:
         return ["all"]
-    return [f"<={e[0]:.4g}"] + [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(e)] + [f">{e[-1]:.4g}"]
+    # The profile's first edge is the float just below the reference's minimum: "x <= e0" is "x < min",
+    # written with the minimum (not -4.941e-324 for a minimum of 0), and the next bin starts at it.
+    lo = float(np.nextafter(e[0], np.inf)) + 0.0  # + 0.0: -0.0 reads as 0
+    inner = [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(e)]
+    if inner:
+        inner[0] = f"[{lo:.4g}, {e[1]:.4g}]"
+    return [f"<{lo:.4g}", *inner, f">{e[-1]:.4g}"]
 
 
 def column_drift(col: ColumnProfile, live: np.ndarray, new: dict[str, float] | None = None,

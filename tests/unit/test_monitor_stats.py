@@ -153,3 +153,13 @@ def test_large_shift_is_material_and_small_shift_with_huge_n_is_not() -> None:
     assert "normal" in big.material_features
     small = compute_drift(prof, count_frame(prof, _frame(rng, 50_000, shift=0.08)), DriftSpec())
     assert "normal" in small.drifted_features and "normal" not in small.material_features
+
+
+def test_numeric_bin_labels_start_at_the_reference_minimum() -> None:
+    from mlops_ray.monitor.drift import _bin_labels
+
+    ref = pd.DataFrame({"x": np.r_[np.zeros(50), np.linspace(0.1, 10, 950)]})
+    col = profile_from_frame(ref).columns["x"]
+    labels = _bin_labels(col)
+    assert labels[0] == "<0" and labels[1].startswith("[0, ") and labels[-1] == ">10"
+    assert "e-324" not in " ".join(labels) and len(labels) == len(col.counts)
