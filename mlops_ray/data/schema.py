@@ -28,8 +28,8 @@ CATEGORICAL_TYPES = ("str", "category")
 # Text that parses as a number: decimal, exponent, and the usual spellings of inf/nan.
 _NUMBER_RE = r"^[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN])$"
 _LABEL_TYPES = {"int": pa.int64(), "bool": pa.bool_()}
-_TRUE = ("true", "1", "yes", "t", "y")
-_FALSE = ("false", "0", "no", "f", "n")
+TRUE_WORDS = ("true", "1", "yes", "t", "y")
+FALSE_WORDS = ("false", "0", "no", "f", "n")
 
 ColumnType = Literal["float", "int", "str", "category", "bool"]
 
@@ -193,8 +193,8 @@ def parse_numeric(arr: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
     s = pc.if_else(pc.is_in(s, value_set=pa.array(NULL_WORDS)), pa.scalar(None, pa.string()), s)
     if kind == "bool":
         low = pc.utf8_lower(s)
-        is_true = pc.is_in(low, value_set=pa.array(_TRUE))
-        is_false = pc.is_in(low, value_set=pa.array(_FALSE))
+        is_true = pc.is_in(low, value_set=pa.array(TRUE_WORDS))
+        is_false = pc.is_in(low, value_set=pa.array(FALSE_WORDS))
         ok = pc.or_(is_true, is_false)
         values = pc.if_else(ok, pc.cast(is_true, pa.float64()), pa.scalar(None, pa.float64()))
         return values, pc.fill_null(pc.invert(ok), False)

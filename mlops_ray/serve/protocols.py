@@ -15,6 +15,7 @@ import io
 import math
 from typing import Any
 
+from mlops_ray.data.schema import FALSE_WORDS, TRUE_WORDS
 from mlops_ray.serve.validation import (
     Columns,
     InputSchema,
@@ -94,8 +95,9 @@ def parse_invocations_csv(raw: bytes, schema: InputSchema, max_rows: int) -> Col
 def _csv_value(v: str, kind: str | None, raw: str | None = None) -> Any:
     if v == "":
         return None
-    if raw == "bool" and v.strip().lower() in ("true", "false"):  # pandas writes booleans as True/False
-        return v.strip().lower() == "true"
+    word = v.strip().lower()
+    if raw == "bool" and word in (*TRUE_WORDS, *FALSE_WORDS):  # the words the data stage reads in a CSV
+        return word in TRUE_WORDS
     if kind == "double":
         try:
             return float(v)

@@ -202,6 +202,11 @@ def test_int_and_bool_features_take_what_their_signature_says() -> None:
     assert (e.status, e.field) == (422, "b") and "boolean feature: send true/false" in e.message
     assert InputSchema.from_dict(typed.to_dict()) == typed
     assert protocols.parse_invocations_csv(b"k,b\n4,True\n", typed, 10) == {"k": [4.0], "b": [1.0]}
+    # a CSV takes the boolean words the data stage reads from a training CSV
+    words = b"k,b\n1,yes\n2,N\n3, t \n4,false\n5,0\n"
+    assert protocols.parse_invocations_csv(words, typed, 10)["b"] == [1.0, 0.0, 1.0, 0.0, 0.0]
+    e = err(protocols.parse_invocations_csv, b"k,b\n1,maybe\n", typed, 10)
+    assert (e.status, e.field) == (422, "b")
     v2 = {"inputs": [{"name": "k", "shape": [1], "datatype": "INT64", "data": [7]},
                      {"name": "b", "shape": [1], "datatype": "BOOL", "data": [False]}]}
     assert protocols.parse_v2(v2, typed, 10)[0] == {"k": [7.0], "b": [0.0]}
