@@ -31,8 +31,12 @@ def start_fold_store(experiment: str) -> Any:
             time.sleep(0.05)
     except ValueError:
         pass
-    # No CPU: it only holds scores, and must never wait for a slot the trials hold.
-    return ray.remote(num_cpus=0)(FoldStore).options(name=name).remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # No CPU: it only holds scores, and must never wait for a slot the trials hold. On the driver's node:
+    # a worker node that dies (or is scaled down) must not take every trial's shared scores with it.
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    return ray.remote(num_cpus=0)(FoldStore).options(name=name, scheduling_strategy=here).remote()
 
 
 def stop_fold_store(store: Any) -> None:
