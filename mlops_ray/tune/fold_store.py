@@ -91,6 +91,9 @@ class RayFoldSource:
         # Plain dicts: the store's process never needs this package's classes to hold them.
         ray.get(self.store.put.remote(self.group, fold, {n: asdict(s) for n, s in scores.items()}))
 
+    def touch(self, folds: list[int], worker: int) -> None:
+        self.store.touch.remote(self.group, folds, self.trial_id, worker)  # no reply needed
+
     def drop(self, fold: int, worker: int) -> None:
         try:
             ray.get(self.store.drop.remote(self.group, fold, self.trial_id, worker))

@@ -136,7 +136,7 @@ def search_settings(cfg: PipelineConfig, metric: MetricSpec, factory: EstimatorF
         "gpu_per_trial": ts.resources.gpu, "max_concurrent": ts.max_concurrent, "max_failures": ts.max_failures,
         "seed": cfg.seed, "time_budget_s": ts.time_budget_s,
         "asha": ts.asha.model_dump() if ts.scheduler == "asha" else None,
-        "warm_start_path": path.describe() if path else None,
+        "warm_start_path": path.describe() if path else "off",
     }
 
 

@@ -139,7 +139,10 @@ def to_tune(domains: list[ParamDomain], search: str, slowest: str | None = None)
             # Enumerated last value first: lists are usually written cheap to expensive (n_estimators, depth,
             # epochs), and starting the longest trials first keeps CPUs from idling at the end of the search
             # (longest-processing-time-first). The set of trials is the same.
-            space[d.name] = tune.grid_search(d.grid_values()[::-1])
+            values = d.grid_values()[::-1]
+            if d.name == slowest:  # the warm-start size: largest first whatever the written order
+                values = sorted(values, reverse=True)
+            space[d.name] = tune.grid_search(values)
         elif search == "random" and d.kind == "grid":
             space[d.name] = tune.grid_search(d.grid_values())
         elif d.kind in ("grid", "choice"):

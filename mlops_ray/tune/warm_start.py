@@ -24,6 +24,7 @@ import numpy as np
 
 from mlops_ray.tune.cv import FoldScore, fold_indices, score_fold
 from mlops_ray.tune.estimators import EstimatorFactory
+from mlops_ray.tune.fold_claims import HEARTBEAT_S
 from mlops_ray.tune.spaces import ParamDomain
 
 # Classes whose warm-start growth was checked to equal a separate fit, and the parameter that grows.
@@ -36,8 +37,9 @@ GROWING = {
     "sklearn.ensemble.GradientBoostingClassifier": "n_estimators",
     "sklearn.ensemble.GradientBoostingRegressor": "n_estimators",
 }
-# Early stopping inside fit makes a grown model differ from a separate fit of its size.
-_BREAKS_PATH = ("warm_start", "n_iter_no_change")
+# Set to anything but these, a parameter makes a grown model differ from a separate fit of its size
+# (warm_start: the user grows the model; n_iter_no_change: early stopping inside fit).
+_PATH_SAFE = {"warm_start": (False,), "n_iter_no_change": (None,)}
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,15 @@ def plan_warm_start(factory: EstimatorFactory, domains: list[ParamDomain], searc
     sizes = size.grid_values()
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes) or len(set(sizes)) < 2:
         return None
-    if any(k in factory.fixed or k in by_name for k in _BREAKS_PATH):
-        return None
+    for k, safe in _PATH_SAFE.items():
+        values = by_name[k].grid_values() if k in by_name else [factory.fixed[k]] if k in factory.fixed else []
+        if any(all(v is not ok for ok in safe) for v in values):
+            return None
     # Without a fixed seed every fit draws new trees: separate fits would differ, sharing would hide that.
-    seeds = by_name["random_state"].grid_values() if "random_state" in by_name else \
-        [factory.params_for({}).get("random_state")]
-    if any(s is None for s in seeds):
+    # (params_for gives the pipeline seed where random_state is None.)
+    configs = [{"random_state": s} for s in by_name["random_state"].grid_values()] if "random_state" in by_name \
+        else [{}]
+    if any(factory.params_for(c).get("random_state") is None for c in configs):
         return None
     return WarmStartPath(param=param, sizes=tuple(sorted(set(sizes))))
 
@@ -117,6 +122,9 @@ class FoldSource(Protocol):
 
     def put(self, fold: int, scores: dict[int, FoldScore]) -> None: ...
 
+    def touch(self, folds: list[int], worker: int) -> None:
+        """The claims of ``worker`` on ``folds`` are alive (it is growing them)."""
+
     def drop(self, fold: int, worker: int) -> None:
         """Give a claim back without a result (the fit raised)."""
 
@@ -131,42 +139,59 @@ def iter_path_cv(factory: EstimatorFactory, config: dict[str, Any], path: WarmSt
     splits = fold_indices(folds)
     size = int(factory.params_for(config)[path.param])
     remaining = set(range(len(splits)))
-    busy: set[int] = set()
+    busy: dict[int, int] = {}  # fold being grown -> the worker growing it
+    grown_here: set[int] = set()  # folds a thread of this trial grew (whichever thread reports them)
     lock = threading.Lock()
     stop = threading.Event()
+    beats = threading.Event()
+
+    def heartbeat() -> None:  # a claim that is not touched goes stale and is grown again elsewhere
+        while not beats.wait(HEARTBEAT_S):
+            with lock:
+                growing = dict(busy)
+            for worker in set(growing.values()):
+                try:
+                    source.touch([f for f, w in growing.items() if w == worker], worker)
+                except Exception:  # the store is gone: the trial fails at its next put or take
+                    pass
 
     def work(worker: int) -> Iterator[tuple[FoldScore, bool]]:
         while not stop.is_set():
             with lock:
-                wanted = sorted(remaining - busy)
+                wanted = sorted(remaining - busy.keys())
             if not wanted:
                 return
             fold, scores = source.take(wanted, worker)
-            grown = scores is None
             if scores is None:
                 with lock:
                     if stop.is_set():  # the trial ended while this thread waited: leave the fold to others
                         source.drop(fold, worker)
                         return
-                    busy.add(fold)
+                    busy[fold] = worker
+                    grown_here.add(fold)
                 try:
                     tr, va = splits[fold]
                     scores = score_path(factory, config, path, X, y, tr, va, task, n_classes, fold)
                     source.put(fold, scores)
                 except BaseException:
+                    with lock:
+                        busy.pop(fold, None)
                     source.drop(fold, worker)
                     raise
-                finally:
-                    with lock:
-                        busy.discard(fold)
-            with lock:
+            with lock:  # leaving busy and remaining at once: no other thread of this trial takes it meanwhile
+                busy.pop(fold, None)
                 if fold not in remaining:  # another thread of this trial reported it
                     continue
                 remaining.discard(fold)
+                grown = fold in grown_here
             yield scores[size], grown
 
+    threading.Thread(target=heartbeat, daemon=True, name="cv-path-heartbeat").start()
     if n_jobs <= 1 or len(splits) == 1:
-        yield from work(0)
+        try:
+            yield from work(0)
+        finally:
+            beats.set()
         return
     items: queue.Queue[tuple[str, Any]] = queue.Queue()
 
@@ -202,3 +227,4 @@ def iter_path_cv(factory: EstimatorFactory, config: dict[str, Any], path: WarmSt
                 if not busy:
                     break
             time.sleep(0.02)
+        beats.set()

@@ -98,8 +98,9 @@ def test_bad_space_in_yaml_is_a_config_error_naming_the_parameter() -> None:
 def test_grid_can_vary_one_parameter_slowest() -> None:
     from ray.tune.search.variant_generator import generate_variants
 
-    domains = _domains({"max_depth": {"grid": [2, 4]}, "n_estimators": {"grid": [10, 20]}})
-    space = to_tune(domains, "grid", slowest="n_estimators")
-    assert list(space) == ["n_estimators", "max_depth"]
-    order = [v["n_estimators"] for _, v in generate_variants(space)]
-    assert order == [20, 20, 10, 10]  # every config of the largest size first
+    for sizes in ([10, 30, 20], [30, 20, 10]):  # as written, or in any order
+        domains = _domains({"max_depth": {"grid": [2, 4]}, "n_estimators": {"grid": sizes}})
+        space = to_tune(domains, "grid", slowest="n_estimators")
+        assert list(space) == ["n_estimators", "max_depth"]
+        order = [v["n_estimators"] for _, v in generate_variants(space)]
+        assert order == [30, 30, 20, 20, 10, 10]  # every config of the largest size first

@@ -69,11 +69,13 @@ def test_balanced_subsample_grows_without_the_warm_start_warning() -> None:
     ("size not searched", RF, {"n_estimators": 10}, {"max_depth": {"grid": [2, 4]}}, "grid", 0, True),
     ("one size", RF, {}, {"n_estimators": {"grid": [5]}}, "grid", 0, True),
     ("not a growing class", "sklearn.ensemble.BaggingClassifier", {}, SIZES, "grid", 0, True),
-    ("user sets warm_start", RF, {"warm_start": True}, SIZES, "grid", 0, True),
+    ("user grows the model", RF, {"warm_start": True}, SIZES, "grid", 0, True),
+    ("user may grow it", RF, {}, {**SIZES, "warm_start": {"grid": [False, True]}}, "grid", 0, True),
     ("early stopping", "sklearn.ensemble.GradientBoostingClassifier", {"n_iter_no_change": 3}, SIZES, "grid", 0,
      True),
     ("no seed", RF, {}, SIZES, "grid", None, True),
-    ("a searched seed may be None", RF, {}, {**SIZES, "random_state": {"grid": [0, None]}}, "grid", 0, True),
+    ("a searched seed may be None, no pipeline seed", RF, {}, {**SIZES, "random_state": {"grid": [0, None]}},
+     "grid", None, True),
 ])
 def test_no_path_where_it_would_not_equal_separate_fits_or_save_work(why: str, path: str, fixed: dict,
                                                                      space: dict, search: str, seed: int | None,
@@ -91,6 +93,17 @@ def test_path_needs_no_pipeline_seed_when_random_state_is_fixed_and_groups_ignor
     a = plan.group(factory.params_for({"n_estimators": 10, "max_depth": 3}))
     assert a == plan.group(factory.params_for({"n_estimators": 50, "max_depth": 3}))
     assert a != plan.group(factory.params_for({"n_estimators": 10, "max_depth": None}))
+
+
+@pytest.mark.parametrize(("fixed", "space"), [
+    ({"warm_start": False}, SIZES),  # the default, written out
+    ({"n_iter_no_change": None}, SIZES),
+    ({}, {**SIZES, "random_state": {"grid": [3, None]}}),  # None is the pipeline seed
+    ({"random_state": 5}, SIZES),
+])
+def test_settings_that_keep_separate_fits_equal_keep_the_path(fixed: dict, space: dict) -> None:
+    path = "sklearn.ensemble.GradientBoostingClassifier" if "n_iter_no_change" in fixed else RF
+    assert plan_warm_start(_factory(path, fixed, space), _domains(space), "grid") is not None
 
 
 def test_a_torch_search_has_no_path() -> None:
@@ -112,17 +125,22 @@ def test_claims_hand_each_fold_to_one_grower_and_its_scores_to_everyone_else() -
     assert c.slowest_s == 2.0
 
 
-def test_claims_of_a_dead_trial_are_given_back_and_a_stale_one_is_granted_again() -> None:
-    c = FoldClaims(min_stale_s=100.0)
+def test_claims_of_a_dead_trial_are_given_back_and_an_untouched_one_is_granted_again() -> None:
+    c = FoldClaims(stale_after_s=60.0)
     c.take("g", [0], "t1", 0, now=0.0)
     c.take("g", [1], "t1", 1, now=0.0)
     assert c.take("g", [0, 1], "t2", 0, now=50.0)[0] == "wait"
     assert c.release_trial("t1") == 2
     assert c.take("g", [0, 1], "t2", 0, now=50.0) == ("grow", 0, None)
-    assert c.take("g", [0], "t3", 0, now=149.0)[0] == "wait"
-    assert c.take("g", [0], "t3", 0, now=151.0) == ("grow", 0, None)  # claimed over 100 s ago: grown again
-    c.put("g", 0, {}, now=200.0)
-    assert c.stale_after_s == 5 * 49.0  # five times the slowest fold grown, once that exceeds the minimum
+    # a live grower touches its claim: however slow its fold, nobody grows it a second time
+    for t in (100.0, 150.0, 200.0):
+        c.touch("g", [0], "t2", 0, now=t)
+        assert c.take("g", [0], "t3", 0, now=t + 55.0)[0] == "wait"
+    c.touch("g", [0], "t3", 0, now=250.0)  # another worker's touch keeps nothing alive
+    # its process died (or the claim went to a waiter that had died): untouched for 60 s, granted again
+    assert c.take("g", [0], "t3", 0, now=261.0) == ("grow", 0, None)
+    c.put("g", 0, {}, now=300.0)
+    assert c.slowest_s == 39.0 and c.take("g", [0], "t2", 0, now=301.0) == ("done", 0, {})
 
 
 def test_only_the_claiming_worker_drops_its_claim() -> None:
