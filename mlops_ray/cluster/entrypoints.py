@@ -218,7 +218,8 @@ def retrain(argv: Sequence[str] | None = None) -> int:
     from mlops_ray import monitor
     from mlops_ray.monitor.window import parse_since
     _connect(rt)
-    result = monitor.retrain(cfg, rt, force=args.force, since=parse_since(args.since) if args.since else None)
+    since = parse_since(args.since) if args.since is not None else None
+    result = monitor.retrain(cfg, rt, force=args.force, since=since)
     _emit(rt, "retrain", {"retrain": to_jsonable(result)})
     return 0
 
@@ -233,7 +234,7 @@ def monitor_job(argv: Sequence[str] | None = None) -> int:
     from mlops_ray.monitor.window import parse_since
     _connect(rt)
     result = monitor.run_monitor(cfg, rt, version=args.version,
-                                 since=parse_since(args.since) if args.since else None)
+                                 since=parse_since(args.since) if args.since is not None else None)
     _emit(rt, "monitor", {"monitor": to_jsonable(result)})
     return 0
 

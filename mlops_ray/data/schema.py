@@ -197,7 +197,8 @@ def parse_numeric(arr: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
         is_false = pc.is_in(low, value_set=pa.array(FALSE_WORDS))
         ok = pc.or_(is_true, is_false)
         values = pc.if_else(ok, pc.cast(is_true, pa.float64()), pa.scalar(None, pa.float64()))
-        return values, pc.fill_null(pc.invert(ok), False)
+        # is_in gives False (not null) for a null: a missing value is missing, not a wrong type
+        return values, pc.and_(pc.is_valid(s), pc.invert(ok))
     ok = pc.fill_null(pc.match_substring_regex(s, _NUMBER_RE), False)
     try:
         values = pc.cast(pc.if_else(ok, s, pa.scalar(None, pa.string())), pa.float64())

@@ -237,8 +237,9 @@ def run_monitor(
                                     else model_version(runtime, name, version), runtime, metric)
         perf = assess_performance(metric, live, baseline, spec.retrain.max_accuracy_drop)
     else:
+        in_window = f" logged since {since.isoformat(timespec='seconds')}" if since is not None else ""
         why = ("no feedback labels received yet (POST /v1/models/{name}/feedback)" if feedback.empty
-               else f"{len(feedback)} feedback labels received, none matches a logged request of v{version} yet")
+               else f"{len(feedback)} feedback labels received, none matches a request of v{version}{in_window} yet")
         perf = Performance(metric, "unknown", note=why.replace("{name}", name))
     decision = decide_retrain(drift, perf, spec.retrain)
     report = MonitorReport(

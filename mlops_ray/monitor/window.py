@@ -16,18 +16,24 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     names no zone) -> an aware UTC datetime."""
     now = now or datetime.now(UTC)
     t = text.strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", t)
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([smhdw])", t.lower())
     if m:
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        if seconds <= 0:
+            raise MonitorError(f"--since {text!r} is an empty window; give a duration above 0 (24h, 30m)")
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:  # before year 1: every row is in the window (no log predates 1970)
+            return datetime(1970, 1, 1, tzinfo=UTC)
     try:
-        when = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", t))
     except ValueError:
         raise MonitorError(f"--since {text!r} is neither a duration (24h, 30m, 7d, 2w, 90s) nor an ISO time "
                            "(2026-11-27 or 2026-11-27T10:00:00Z)") from None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     if when > now:
         raise MonitorError(f"--since {text!r} is in the future (now is {now.isoformat(timespec='seconds')})")
-    return when
+    return max(when, datetime(1970, 1, 1, tzinfo=UTC))  # no log predates 1970 (and pandas' times start in 1677)
 
 
 def files_since(files: list[Path], since: datetime) -> list[Path]:

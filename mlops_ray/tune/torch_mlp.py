@@ -8,6 +8,7 @@ assigned, so a trial without a GPU sees none) and on the CPU otherwise: the same
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Callable
@@ -77,7 +78,16 @@ class _TorchMLPBase(BaseEstimator):
                 raise ValueError(f"TorchMLP parameter {name}={v!r} must be a whole number (in a search space: "
                                  "grid/choice of integers, or randint)")
             if not number:
-                raise ValueError(f"TorchMLP parameter {name}={v!r} must be a number")
+                hint = ""
+                if isinstance(v, str):
+                    try:
+                        float(v)
+                        hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+                    except ValueError:
+                        pass
+                raise ValueError(f"TorchMLP parameter {name}={v!r} must be a number{hint}")
+            if not math.isfinite(v):  # inf lr or weight decay trains to NaN
+                raise ValueError(f"TorchMLP parameter {name}={v!r} must be finite")
         checks = {"epochs": (self.epochs >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"), "width": (self.width >= 1, ">= 1"),
                   "depth": (self.depth >= 0, ">= 0"), "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
                   "batch_size": (self.batch_size >= 1, ">= 1"), "weight_decay": (self.weight_decay >= 0, ">= 0")}

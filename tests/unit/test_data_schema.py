@@ -99,6 +99,19 @@ def test_parse_numeric_from_text() -> None:
     assert bools.to_pylist() == [1.0, 0.0, None] and wrong.to_pylist() == [False, False, True]
 
 
+def test_a_blank_in_a_nullable_bool_column_is_missing_not_a_wrong_type() -> None:
+    """Found by review: every row with a blank bool cell was rejected as wrong_type (a float's is missing)."""
+    bools, wrong = parse_numeric(pa.array(["yes", None, "NA", "n", "maybe"]), "bool")
+    assert bools.to_pylist() == [1.0, None, None, 0.0, None]
+    assert wrong.to_pylist() == [False, False, False, False, True]
+    schema = Schema(columns=(Column("b", "bool"), Column("y", "int", nullable=False)), target="y")
+    clean, rejects = validate_batch(pa.table({"b": ["True", None, "False", "x"], "y": [0, 1, 0, 1]}), schema)
+    assert clean.column("b").to_pylist() == [1.0, None, 0.0] and _reasons(rejects) == ["wrong_type:b"]
+    strict = Schema(columns=(Column("b", "bool", nullable=False), Column("y", "int", nullable=False)), target="y")
+    _, rejects = validate_batch(pa.table({"b": ["True", None], "y": [0, 1]}), strict)
+    assert _reasons(rejects) == ["missing_value:b"]
+
+
 def test_missing_required_column_names_column_and_file() -> None:
     with pytest.raises(SchemaError, match=r"\['n'\] missing in data/part-1\.csv"):
         check_columns(_schema(), ["x", "color", "y"], "data/part-1.csv")

@@ -76,3 +76,18 @@ def test_retrain_summary_reads_like_the_deploy_output() -> None:
     assert "registered bc v2: gate accepted" in text
     assert "serving bc at http://127.0.0.1:8000: canary at 10% of traffic (v1: 90%, v2: 10%)" in text
     assert "Deployment(" not in text and "namespace(" not in text
+
+
+def test_retrain_since_an_empty_window_is_refused_before_ray_or_a_head_starts(tmp_path: Path) -> None:
+    """Found by review: the window was checked by the monitor, after the serving head had been started."""
+    from datetime import UTC, datetime
+
+    from mlops_ray.monitor.retrain import retrain
+
+    cfg, rt = _setup(tmp_path)
+    with PredictionLogger(rt.monitor_dir, model_name="m", version=1, classes=["0", "1"],
+                          feature_types={"x": "double", "color": "string"}) as lg:
+        lg.log([{"x": 1.0, "color": "r"}], [1], [[0.2, 0.8]], ["a"])
+    since = datetime.now(UTC)
+    with pytest.raises(MonitorError, match=r"no prediction of m was logged since .*widen --since"):
+        retrain(cfg, rt, since=since)  # unit tests cannot start Ray: reaching it would fail otherwise

@@ -31,8 +31,17 @@ def test_iso_times_are_utc_unless_they_name_a_zone() -> None:
     assert parse_since("2026-11-27T10:00", NOW) != datetime(2026, 11, 27, 10, tzinfo=timezone(timedelta(hours=1)))
 
 
+def test_case_huge_windows_and_old_dates_are_read_not_crashed_on() -> None:
+    assert parse_since("24H", NOW) == NOW - timedelta(hours=24)
+    assert parse_since("2026-11-27T10:00z", NOW) == datetime(2026, 11, 27, 10, tzinfo=UTC)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_since("1000000d", NOW) == parse_since("99999999999d", NOW) == epoch  # was an OverflowError
+    assert parse_since("1500-01-01", NOW) == epoch
+
+
 @pytest.mark.parametrize(("text", "message"), [("yesterday", "neither a duration"), ("24 hours", "neither"),
-                                               ("-1h", "neither"), ("2026-11-28", "in the future")])
+                                               ("-1h", "neither"), ("2026-11-28", "in the future"),
+                                               ("0s", "an empty window"), ("\u0663h", "neither"), ("", "neither")])
 def test_bad_windows_say_what_is_accepted(text: str, message: str) -> None:
     with pytest.raises(MonitorError, match=message):
         parse_since(text, NOW)

@@ -57,6 +57,9 @@ def test_bad_parameter_and_unfitted_use_are_errors() -> None:
     ({"lr": "fast"}, "lr='fast' must be a number"),
     ({"depth": True}, "depth=True must be a whole number"),
     ({"device": "tpu"}, "device='tpu' must be auto, cpu or cuda"),
+    ({"lr": "1e-3"}, r"lr='1e-3' must be a number \(YAML reads 1e-3 as text: write 1.0e-3\)"),
+    ({"lr": float("inf")}, "lr=inf must be finite"),
+    ({"weight_decay": float("nan")}, "weight_decay=nan must be finite"),
 ])
 def test_parameters_of_the_wrong_type_are_refused_not_truncated(params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
