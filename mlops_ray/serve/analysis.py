@@ -134,7 +134,7 @@ def analyze(stable: WindowStats, canary: WindowStats, th: Thresholds) -> Verdict
                   f"{q}_ratio": round(ratio, 3)})
         if ratio > th.max_p99_ratio:
             failures.append(f"{q} latency {cp:.1f} ms vs stable {sp:.1f} ms over {len(canary.latencies_ms)}/"
-                            f"{len(stable.latencies_ms)} requests (ratio {ratio:.2f} > {th.max_p99_ratio})")
+                            f"{len(stable.latencies_ms)} answered requests (ratio {ratio:.2f} > {th.max_p99_ratio})")
     ca, sa = canary.accuracy, stable.accuracy
     labels_judge = ca is not None and sa is not None and min(canary.labeled, stable.labeled) >= th.min_labeled
     if labels_judge:

@@ -40,7 +40,7 @@ def test_error_rate_delta_fails() -> None:
 def test_p99_ratio_fails() -> None:
     v = analyze(window(200, latency=5.0), window(150, latency=30.0), TH)
     assert v.verdict == "fail" and "p99 latency" in v.reason and v.metrics["p99_ratio"] > 2
-    assert "over 150/200 requests" in v.reason and v.metrics["latency_quantile"] == "p99"
+    assert "over 150/200 answered requests" in v.reason and v.metrics["latency_quantile"] == "p99"
 
 
 def test_a_small_window_compares_the_p90_so_one_slow_request_does_not_roll_back() -> None:
@@ -50,7 +50,7 @@ def test_a_small_window_compares_the_p90_so_one_slow_request_does_not_roll_back(
     assert v.verdict == "pass", v.reason
     assert v.metrics["latency_quantile"] == "p90" and v.metrics["p90_ratio"] < 1.5 and "p90 ratio" in v.reason
     v = analyze(window(200, latency=5.0), window(40, latency=30.0), TH)  # a slow canary still fails
-    assert v.verdict == "fail" and "p90 latency" in v.reason and "over 40/200 requests" in v.reason
+    assert v.verdict == "fail" and "p90 latency" in v.reason and "over 40/200 answered requests" in v.reason
 
 
 def test_p99_ratio_ignores_sub_millisecond_noise() -> None:
