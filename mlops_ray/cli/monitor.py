@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -95,7 +96,10 @@ def _monitor(args: argparse.Namespace) -> int:
             rep = None
         if rep is not None:
             advised = advised or rep.retrain
-            print_json(rep.to_dict()) if args.json else print(rep.summary())
+            if args.json and every is not None:  # one line per run: a JSON Lines stream for a schedule
+                print(json.dumps(rep.to_dict(), default=str))
+            else:
+                print_json(rep.to_dict()) if args.json else print(rep.summary())
         if every is None or (args.count is not None and runs >= args.count):
             if rep is None:
                 return 1  # the last run failed (its error is printed above)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from mlops_ray.cli._common import print_json
@@ -54,7 +55,9 @@ def _promote(args: argparse.Namespace) -> int:
     tags = resolve_version(rt, args.name, args.version).tags if moves else {}
     if tags.get("mlops_ray.gate.decision") == "rejected":  # allowed (that is what promote is for), but say so
         was = next((m.replaced for m in moves if m.alias == "champion" and m.replaced), None)
-        undo = f"; `mlops-ray promote {args.name} {was}` undoes it" if was else ""
+        where = "".join(f" --{flag.replace('_', '-')} {shlex.quote(str(getattr(args, flag)))}"
+                        for flag in ("workdir", "tracking_uri") if getattr(args, flag))
+        undo = f"; `mlops-ray promote {args.name} {was}{where}` undoes it" if was else ""
         print(f"note: the promotion gate rejected v{args.version} when it was registered "
               f"({tags.get('mlops_ray.gate.reason', 'no reason recorded')}); it is the champion because you "
               f"promoted it{undo}")

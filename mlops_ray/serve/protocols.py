@@ -15,7 +15,7 @@ import io
 import math
 from typing import Any
 
-from mlops_ray.data.schema import FALSE_WORDS, TRUE_WORDS
+from mlops_ray.data.schema import FALSE_WORDS, NULL_WORDS, TRUE_WORDS
 from mlops_ray.serve.validation import (
     Columns,
     InputSchema,
@@ -93,11 +93,13 @@ def parse_invocations_csv(raw: bytes, schema: InputSchema, max_rows: int) -> Col
 
 
 def _csv_value(v: str, kind: str | None, raw: str | None = None) -> Any:
-    if v == "":
+    """A CSV field as the data stage reads the same text in a training CSV."""
+    text = v.strip()
+    if text == "" or (kind == "double" and text in NULL_WORDS):  # pandas' null words: missing in number columns
         return None
-    word = v.strip().lower()
-    if raw == "bool" and word in (*TRUE_WORDS, *FALSE_WORDS):  # the words the data stage reads in a CSV
-        return word in TRUE_WORDS
+    if raw == "bool":  # only the words (1.0 or +1 would be a wrong type in training data too)
+        word = text.lower()
+        return word in TRUE_WORDS if word in (*TRUE_WORDS, *FALSE_WORDS) else v
     if kind == "double":
         try:
             return float(v)

@@ -220,6 +220,9 @@ def test_cli_prints_the_decision_and_exit_code(ray_session: str, runtime: Runtim
     assert capsys.readouterr().out.count("decision: RETRAIN") == 2
     assert main([*base, "--since", "1h", "--json"]) == 0  # every row was logged just now
     assert json.loads(capsys.readouterr().out)["rows"] == 300
+    assert main([*base, "--json", "--every", "0.1", "--count", "2"]) == 0  # a schedule: JSON Lines
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["rows"] == 300 for line in lines)
     assert main([*base, "--since", "yesterday", "--every", "0.1"]) == 1  # refused before the first run
     assert "--since 'yesterday' is neither a duration" in capsys.readouterr().err
 

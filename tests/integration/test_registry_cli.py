@@ -38,7 +38,7 @@ def test_promote_and_models_commands(runtime: Runtime, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "alias champion -> v2 (was v1) by carol" in out and "canary looked fine" in out
     assert "note: the promotion gate rejected v2 when it was registered (" in out and "tie within noise" in out
-    assert "`mlops-ray promote clitest 1` undoes it" in out
+    assert f"`mlops-ray promote clitest 1 --tracking-uri {runtime.tracking_uri}` undoes it" in out
 
     assert main(["models", "clitest", "--history", *uri]) == 0
     out = capsys.readouterr().out

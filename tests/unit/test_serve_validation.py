@@ -207,11 +207,21 @@ def test_int_and_bool_features_take_what_their_signature_says() -> None:
     assert protocols.parse_invocations_csv(words, typed, 10)["b"] == [1.0, 0.0, 1.0, 0.0, 0.0]
     e = err(protocols.parse_invocations_csv, b"k,b\n1,maybe\n", typed, 10)
     assert (e.status, e.field) == (422, "b")
+    e = err(protocols.parse_invocations_csv, b"k,b\n1,1.0\n", typed, 10)  # a wrong type in training data too
+    assert (e.status, e.field) == (422, "b")
     v2 = {"inputs": [{"name": "k", "shape": [1], "datatype": "INT64", "data": [7]},
                      {"name": "b", "shape": [1], "datatype": "BOOL", "data": [False]}]}
     assert protocols.parse_v2(v2, typed, 10)[0] == {"k": [7.0], "b": [0.0]}
     meta = protocols.v2_metadata("m", ["1"], typed, "classification", [0, 1])
     assert [i["datatype"] for i in meta["inputs"]] == ["INT64", "BOOL"]
+
+
+def test_csv_null_words_are_missing_in_number_columns_only_as_in_training() -> None:
+    schema = InputSchema(columns=("x", "city"), types={"x": "double", "city": "string"},
+                         nullable={"x": True, "city": True})
+    cols = protocols.parse_invocations_csv(b"x,city\nNA,NA\n n/a ,Paris\n2, \n", schema, 10)
+    assert [str(v) for v in cols["x"]] == ["nan", "nan", "2.0"]
+    assert cols["city"] == ["NA", "Paris", None]  # a category "NA" stays one; a blank is missing
 
 
 def test_bodies_no_check_foresaw_are_client_errors() -> None:
