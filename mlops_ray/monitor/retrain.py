@@ -220,11 +220,10 @@ def retrain(
         require_logs(runtime, name, root / name, cfg.monitor.flush_interval_s)
         if since is not None:
             from mlops_ray.monitor.feedback import log_files
-            from mlops_ray.monitor.window import files_since
+            from mlops_ray.monitor.window import empty_window, files_since
 
             if not files_since(log_files(root / name), since):  # before Ray or a serving head starts
-                raise MonitorError(f"no prediction of {name} was logged since {since.isoformat(timespec='seconds')}; "
-                                   "widen --since or wait for traffic")
+                raise empty_window(name, since)
     # With a deploy step: the head that serves the model (a local Ray would exit with us, and its Serve
     # could not bind the port the serving head holds). Whether it has a CPU to train with matters only once
     # the monitor says to retrain: "no retrain" must not fail because two versions are serving.

@@ -45,6 +45,7 @@ from mlops_ray.monitor.lookups import (
 )
 from mlops_ray.monitor.profile import ReferenceProfile, load_profile
 from mlops_ray.monitor.result import MonitorReport
+from mlops_ray.monitor.window import empty_window, files_since
 
 if TYPE_CHECKING:
     from mlops_ray.config import PipelineConfig
@@ -133,14 +134,11 @@ def _task(cfg: PipelineConfig | None, files: list[Path], profile: ReferenceProfi
 
 
 def _files_in_window(files: list[Path], since: datetime, name: str, version: str) -> list[Path]:
-    from mlops_ray.monitor.window import files_since
-
     kept = files_since(files, since)
     if not kept:
         newest = datetime.fromtimestamp(max(f.stat().st_mtime for f in files), UTC)
-        raise MonitorError(f"no prediction of {name} v{version} was logged since {since.isoformat(timespec='seconds')}"
-                           f" (the newest log file is from {newest.isoformat(timespec='seconds')}); widen --since "
-                           "or wait for traffic")
+        raise empty_window(f"{name} v{version}", since,
+                           f" (the newest log file is from {newest.isoformat(timespec='seconds')})")
     return kept
 
 
@@ -219,8 +217,7 @@ def run_monitor(
         connect_ray(runtime)  # a no-op when connected
     total = scan_logs(files, profile, feedback_map(feedback) if len(feedback) else {}, used, since)
     if since is not None and total.counts.n_rows == 0:
-        raise MonitorError(f"no prediction of {name} v{version} was logged since {since.isoformat(timespec='seconds')};"
-                           " widen --since or wait for traffic")
+        raise empty_window(f"{name} v{version}", since)
     notes.append(f"scanned {len(files)} files with {'Ray Data' if used == 'ray' else 'one local process'}")
     drift = compute_drift(profile, total.counts, spec.drift)
     metric = "accuracy" if task == "classification" else (

@@ -41,3 +41,9 @@ def files_since(files: list[Path], since: datetime) -> list[Path]:
     flushed, so its modification time is at or after its newest row, and an older file holds no such row."""
     cut = since.timestamp()
     return [f for f in files if f.stat().st_mtime >= cut]
+
+
+def empty_window(what: str, since: datetime, detail: str = "") -> MonitorError:
+    """The one error for a window that holds no logged prediction (``what``: "churn v3", say)."""
+    return MonitorError(f"no prediction of {what} was logged since {since.isoformat(timespec='seconds')}{detail}; "
+                        "widen --since or wait for traffic")

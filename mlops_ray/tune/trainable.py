@@ -93,14 +93,15 @@ def _fold_scores(config: dict[str, Any], data: TrialData, spec: TrialSpec, n_job
                  reused: list[int]) -> Iterator[FoldScore]:
     """The sklearn folds of ``config``: grown here or read from a path another trial grew (counted in ``reused``)."""
     path = spec.path
-    if path is None or store is None or spec.factory.params_for(config).get(path.param) not in path.sizes:
+    params = spec.factory.params_for(config)
+    if path is None or store is None or params.get(path.param) not in path.sizes:
         yield from iter_cv(spec.factory, config, data.X, data.y, data.folds, data.task, data.n_classes, n_jobs)
         return
     from ray import tune
 
     from mlops_ray.tune.fold_store import RayFoldSource
 
-    source = RayFoldSource(store, path.group(spec.factory.params_for(config)), tune.get_context().get_trial_id())
+    source = RayFoldSource(store, path.group(params), tune.get_context().get_trial_id())
     for fs, grown in iter_path_cv(spec.factory, config, path, data.X, data.y, data.folds, data.task,
                                   data.n_classes, n_jobs, source):
         reused[0] += not grown
